@@ -1,0 +1,21 @@
+//! The gateway's core: upstream pools, load balancing, health, discovery and model routing.
+//!
+//! Nothing in this crate knows HTTP status codes, JSON wire shapes or actix-web. Request
+//! handlers in the `gateway` crate read the snapshots published here and report outcomes back
+//! through [`pool::UpstreamPoolHandle`].
+
+pub mod balance;
+pub mod discovery;
+pub mod endpoint;
+pub mod ewma;
+pub mod health;
+pub mod pool;
+pub mod registry;
+pub mod retry;
+pub mod routing;
+pub mod settings;
+
+pub use endpoint::{Endpoint, EndpointSpec, Origin, Protocol};
+pub use pool::{PoolSnapshot, UpstreamPool, UpstreamPoolHandle};
+pub use registry::{UpstreamRegistry, UpstreamRegistryHandle};
+pub use settings::{BalanceStrategy, HealthCheckSettings, OutlierSettings, ServiceSettings};

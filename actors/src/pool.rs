@@ -1,0 +1,464 @@
+//! `UpstreamPool`: the actor that owns one service's endpoints, their health and ejection
+//! state, and publishes an immutable snapshot that requests read without a message round trip.
+
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use arc_swap::ArcSwap;
+use futures_util::future::LocalBoxFuture;
+
+use crate::balance;
+use crate::endpoint::{Endpoint, EndpointSpec};
+use crate::health::{HealthStatus, HealthTracker, OutlierState};
+use crate::retry::RetryBudget;
+use crate::settings::ServiceSettings;
+
+/// Messages waiting for a pool beyond this are refused rather than queued.
+const MAILBOX_CAPACITY: usize = 256;
+
+/// Sends one active health probe. The gateway implements it with its HTTP (and later gRPC)
+/// client; tests implement it with whatever they need.
+pub trait HealthProbe {
+    /// Resolves to true when the endpoint answered `path` successfully within `timeout`.
+    fn probe(&self, endpoint: Arc<Endpoint>, path: String, timeout: Duration)
+        -> LocalBoxFuture<'static, bool>;
+}
+
+/// What requests see of a pool: the endpoints they may use right now.
+#[derive(Debug)]
+pub struct PoolSnapshot {
+    pub service: Arc<str>,
+    pub settings: Arc<ServiceSettings>,
+    /// Endpoints that are healthy and not ejected, in a stable order.
+    pub eligible: Vec<Arc<Endpoint>>,
+    /// All known endpoints, eligible or not.
+    pub known: usize,
+}
+
+impl PoolSnapshot {
+    /// A pool is ready when it has no endpoints at all or at least one eligible one.
+    pub fn is_ready(&self) -> bool {
+        self.known == 0 || !self.eligible.is_empty()
+    }
+}
+
+/// State shared between the actor and every handle.
+#[derive(Debug)]
+struct PoolShared {
+    snapshot: ArcSwap<PoolSnapshot>,
+    pick_counter: AtomicU64,
+    retry_budget: RetryBudget,
+}
+
+/// The handle request handlers hold: reads are lock-free, writes go to the actor.
+#[derive(Clone)]
+pub struct UpstreamPoolHandle {
+    addr: Addr<UpstreamPool>,
+    shared: Arc<PoolShared>,
+}
+
+/// Why a pool could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("the upstream pool is overloaded")]
+    Overloaded,
+    #[error("the upstream pool has stopped")]
+    Stopped,
+}
+
+impl From<SendError<SetEndpoints>> for PoolError {
+    fn from(error: SendError<SetEndpoints>) -> Self {
+        match error {
+            SendError::Full(_) => PoolError::Overloaded,
+            SendError::Closed(_) => PoolError::Stopped,
+        }
+    }
+}
+
+impl UpstreamPoolHandle {
+    pub fn snapshot(&self) -> Arc<PoolSnapshot> {
+        self.shared.snapshot.load_full()
+    }
+
+    /// Chooses an eligible endpoint that is not in `tried`.
+    pub fn pick(&self, snapshot: &PoolSnapshot, tried: &[Arc<Endpoint>]) -> Option<Arc<Endpoint>> {
+        let counter = self.shared.pick_counter.fetch_add(1, Ordering::Relaxed);
+        let skip = |i: usize| tried.iter().any(|t| Arc::ptr_eq(t, &snapshot.eligible[i]));
+        balance::pick(
+            snapshot.settings.strategy,
+            &snapshot.eligible,
+            skip,
+            counter,
+            &mut rand::rng(),
+        )
+        .map(|i| Arc::clone(&snapshot.eligible[i]))
+    }
+
+    /// Counts a request towards the retry budget.
+    pub fn note_request(&self) {
+        self.shared.retry_budget.deposit();
+    }
+
+    /// Takes one retry from the service's budget.
+    pub fn try_retry(&self) -> bool {
+        self.shared.retry_budget.try_withdraw()
+    }
+
+    pub fn report_success(&self, endpoint: &Endpoint, latency: Duration) {
+        endpoint
+            .stats
+            .record_success(latency.as_secs_f64() * 1_000_000.0);
+    }
+
+    /// Records a failed attempt; the streak that reaches the ejection threshold tells the actor.
+    pub fn report_failure(&self, endpoint: &Endpoint) {
+        let streak = endpoint.stats.record_failure();
+        let threshold = self.snapshot().settings.outlier.consecutive_failures;
+        if threshold > 0 && streak == threshold {
+            // A full mailbox only delays the ejection: the next failure crosses no threshold,
+            // but active health checks still catch a dead endpoint.
+            let _ = self.addr.try_send(EndpointFailing {
+                address: endpoint.address.clone(),
+            });
+        }
+    }
+
+    /// Replaces the endpoint set (from discovery).
+    pub fn set_endpoints(&self, update: SetEndpoints) -> Result<(), PoolError> {
+        self.addr.try_send(update).map_err(PoolError::from)
+    }
+
+    /// A detailed view for operators and tests.
+    pub async fn state(&self) -> Result<PoolState, PoolError> {
+        self.addr.send(GetPoolState).await.map_err(|error| match error {
+            MailboxError::Closed => PoolError::Stopped,
+            MailboxError::Timeout => PoolError::Overloaded,
+        })
+    }
+}
+
+struct Member {
+    endpoint: Arc<Endpoint>,
+    health: HealthTracker,
+    outlier: OutlierState,
+    probing: bool,
+}
+
+pub struct UpstreamPool {
+    service: Arc<str>,
+    settings: Arc<ServiceSettings>,
+    health_path: Option<String>,
+    members: Vec<Member>,
+    shared: Arc<PoolShared>,
+    probe: Rc<dyn HealthProbe>,
+}
+
+impl UpstreamPool {
+    /// Starts a pool with no endpoints on the current arbiter.
+    pub fn start_pool(
+        service: &str,
+        settings: ServiceSettings,
+        probe: Rc<dyn HealthProbe>,
+    ) -> UpstreamPoolHandle {
+        let service: Arc<str> = Arc::from(service);
+        let settings = Arc::new(settings);
+        let shared = Arc::new(PoolShared {
+            snapshot: ArcSwap::from_pointee(PoolSnapshot {
+                service: Arc::clone(&service),
+                settings: Arc::clone(&settings),
+                eligible: Vec::new(),
+                known: 0,
+            }),
+            pick_counter: AtomicU64::new(0),
+            retry_budget: RetryBudget::new(settings.retry_budget_ratio, settings.retry_budget_min),
+        });
+        let pool = UpstreamPool {
+            service,
+            health_path: settings.health.path.clone(),
+            settings,
+            members: Vec::new(),
+            shared: Arc::clone(&shared),
+            probe,
+        };
+        let addr = pool.start();
+        UpstreamPoolHandle { addr, shared }
+    }
+
+    fn now() -> Instant {
+        // tokio's clock, so tests with paused time drive ejections too.
+        tokio::time::Instant::now().into_std()
+    }
+
+    fn is_eligible(member: &Member, now: Instant) -> bool {
+        member.health.status() == HealthStatus::Healthy && !member.outlier.is_ejected(now)
+    }
+
+    fn publish(&self) {
+        let now = Self::now();
+        let eligible = self
+            .members
+            .iter()
+            .filter(|m| Self::is_eligible(m, now))
+            .map(|m| Arc::clone(&m.endpoint))
+            .collect();
+        self.shared.snapshot.store(Arc::new(PoolSnapshot {
+            service: Arc::clone(&self.service),
+            settings: Arc::clone(&self.settings),
+            eligible,
+            known: self.members.len(),
+        }));
+    }
+
+    fn apply_endpoints(&mut self, update: SetEndpoints, ctx: &mut Context<Self>) {
+        if update.health_path.is_some() || self.settings.health.path.is_none() {
+            self.health_path = update.health_path.or_else(|| self.settings.health.path.clone());
+        }
+        let active = self.health_path.is_some();
+        let mut previous = std::mem::take(&mut self.members);
+        let mut added = Vec::new();
+        for spec in update.endpoints {
+            let address = spec.address();
+            let existing = previous
+                .iter()
+                .position(|m| m.endpoint.address == address)
+                .map(|i| previous.swap_remove(i));
+            let member = match existing {
+                Some(member) if member.endpoint.spec == spec => member,
+                // A changed weight or protocol is a new endpoint object with the old health.
+                Some(member) => Member {
+                    endpoint: Endpoint::new(spec),
+                    ..member
+                },
+                None => {
+                    added.push(address.clone());
+                    Member {
+                        endpoint: Endpoint::new(spec),
+                        health: HealthTracker::new(active),
+                        outlier: OutlierState::default(),
+                        probing: false,
+                    }
+                }
+            };
+            self.members.push(member);
+        }
+        // Endpoints left in `previous` are gone from discovery. Requests that hold them keep
+        // their `Arc` and finish; no new request can pick them once the snapshot is replaced.
+        for gone in &previous {
+            tracing::info!(service = %self.service, endpoint = %gone.endpoint, "endpoint removed, draining");
+        }
+        if !added.is_empty() {
+            tracing::info!(service = %self.service, endpoints = ?added, "endpoints added");
+        }
+        self.publish();
+        self.probe_all(ctx);
+    }
+
+    fn probe_all(&mut self, ctx: &mut Context<Self>) {
+        let Some(path) = self.health_path.clone() else {
+            return;
+        };
+        let timeout = self.settings.health.timeout;
+        let mut probes = Vec::new();
+        for member in self.members.iter_mut().filter(|m| !m.probing) {
+            member.probing = true;
+            let endpoint = Arc::clone(&member.endpoint);
+            let probe = self.probe.probe(Arc::clone(&endpoint), path.clone(), timeout);
+            probes.push((endpoint, probe));
+        }
+        for (endpoint, probe) in probes {
+            ctx.spawn(probe.into_actor(self).map(move |passed, pool, _| {
+                pool.record_probe(&endpoint, passed);
+            }));
+        }
+    }
+
+    fn record_probe(&mut self, endpoint: &Arc<Endpoint>, passed: bool) {
+        let Some(member) = self
+            .members
+            .iter_mut()
+            .find(|m| Arc::ptr_eq(&m.endpoint, endpoint))
+        else {
+            return;
+        };
+        member.probing = false;
+        let before = member.health.status();
+        if member.health.record(passed, &self.settings.health) {
+            let after = member.health.status();
+            if after == HealthStatus::Healthy {
+                // A fresh start: failures from before it went down are history.
+                member.endpoint.stats.reset_failures();
+            }
+            tracing::info!(
+                service = %self.service,
+                endpoint = %member.endpoint,
+                from = before.as_str(),
+                to = after.as_str(),
+                "endpoint health changed"
+            );
+            self.publish();
+        }
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        let now = Self::now();
+        let mut changed = false;
+        for member in &mut self.members {
+            if member.outlier.expire(now) {
+                tracing::info!(service = %self.service, endpoint = %member.endpoint, "ejection ended");
+                changed = true;
+            }
+            member.outlier.forgive(now, &self.settings.outlier);
+        }
+        if changed {
+            self.publish();
+        }
+        self.probe_all(ctx);
+    }
+
+    fn eject(&mut self, address: &str, ctx: &mut Context<Self>) {
+        let now = Self::now();
+        let eligible = self
+            .members
+            .iter()
+            .filter(|m| Self::is_eligible(m, now))
+            .count();
+        let settings = &self.settings.outlier;
+        let Some(member) = self
+            .members
+            .iter_mut()
+            .find(|m| m.endpoint.address == address)
+        else {
+            return;
+        };
+        if member.outlier.is_ejected(now) {
+            return;
+        }
+        let was_eligible = Self::is_eligible(member, now);
+        if was_eligible && eligible <= settings.min_eligible {
+            tracing::warn!(
+                service = %self.service,
+                endpoint = %member.endpoint,
+                "endpoint is failing but ejecting it would leave too few endpoints"
+            );
+            member.endpoint.stats.reset_failures();
+            return;
+        }
+        let length = member.outlier.eject(now, settings);
+        member.endpoint.stats.reset_failures();
+        tracing::warn!(
+            service = %self.service,
+            endpoint = %member.endpoint,
+            seconds = length.as_secs_f64(),
+            "endpoint ejected after consecutive failures"
+        );
+        ctx.run_later(length, |pool, ctx| pool.tick(ctx));
+        self.publish();
+    }
+}
+
+impl Actor for UpstreamPool {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        let interval = self.settings.health.interval;
+        ctx.run_interval(interval, |pool, ctx| pool.tick(ctx));
+    }
+}
+
+/// Replaces the pool's endpoint set.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct SetEndpoints {
+    pub endpoints: Vec<EndpointSpec>,
+    /// The health-check path discovery reported for this service, if any.
+    pub health_path: Option<String>,
+}
+
+impl Handler<SetEndpoints> for UpstreamPool {
+    type Result = ();
+
+    fn handle(&mut self, update: SetEndpoints, ctx: &mut Self::Context) {
+        self.apply_endpoints(update, ctx);
+    }
+}
+
+/// An endpoint's failure streak reached the ejection threshold.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct EndpointFailing {
+    address: String,
+}
+
+impl Handler<EndpointFailing> for UpstreamPool {
+    type Result = ();
+
+    fn handle(&mut self, message: EndpointFailing, ctx: &mut Self::Context) {
+        self.eject(&message.address, ctx);
+    }
+}
+
+/// One endpoint as operators see it.
+#[derive(Debug, Clone)]
+pub struct EndpointState {
+    pub address: String,
+    pub weight: u32,
+    pub protocol: &'static str,
+    pub origin: &'static str,
+    pub health: &'static str,
+    pub eligible: bool,
+    /// Time left in the current ejection.
+    pub ejected_for: Option<Duration>,
+    pub ejections: u32,
+    pub in_flight: u32,
+    pub latency_ewma_ms: f64,
+    pub consecutive_failures: u32,
+}
+
+/// A pool as operators see it.
+#[derive(Debug, Clone)]
+pub struct PoolState {
+    pub service: String,
+    pub strategy: &'static str,
+    pub endpoints: Vec<EndpointState>,
+}
+
+#[derive(Message)]
+#[rtype(result = "PoolState")]
+struct GetPoolState;
+
+impl Handler<GetPoolState> for UpstreamPool {
+    type Result = MessageResult<GetPoolState>;
+
+    fn handle(&mut self, _: GetPoolState, _: &mut Self::Context) -> Self::Result {
+        let now = Self::now();
+        let endpoints = self
+            .members
+            .iter()
+            .map(|m| EndpointState {
+                address: m.endpoint.address.clone(),
+                weight: m.endpoint.spec.weight,
+                protocol: m.endpoint.spec.protocol.as_str(),
+                origin: m.endpoint.spec.origin.as_str(),
+                health: m.health.status().as_str(),
+                eligible: Self::is_eligible(m, now),
+                ejected_for: m
+                    .outlier
+                    .ejected_until()
+                    .and_then(|until| until.checked_duration_since(now)),
+                ejections: m.outlier.ejections(),
+                in_flight: m.endpoint.stats.in_flight(),
+                latency_ewma_ms: m.endpoint.stats.latency_ewma_micros() / 1000.0,
+                consecutive_failures: m.endpoint.stats.consecutive_failures(),
+            })
+            .collect();
+        MessageResult(PoolState {
+            service: self.service.to_string(),
+            strategy: self.settings.strategy.as_str(),
+            endpoints,
+        })
+    }
+}
