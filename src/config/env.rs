@@ -1,0 +1,65 @@
+//! The environment layer: the variable names operators already use, plus
+//! `GATEWAY__SECTION__KEY` for everything else.
+
+use figment::value::{Dict, Map, Value};
+use figment::{Error, Figment, Metadata, Profile, Provider};
+
+/// Operator-facing variable → configuration path.
+pub const ENV_NAMES: &[(&str, &str)] = &[
+    ("GATEWAY_BIND", "server.bind"),
+    ("GATEWAY_WORKERS", "server.workers"),
+    ("SERVICE_DISCOVERY_ENABLED", "discovery.enabled"),
+    ("SERVICE_DISCOVERY_TYPE", "discovery.type"),
+    ("SERVICE_DISCOVERY_STATIC_FILE", "discovery.static_file"),
+    ("PROTOCOL_CONVERSION_ENABLED", "protocol_conversion.enabled"),
+    ("MONITORING_ENABLED", "monitoring.enabled"),
+    ("PROMETHEUS_ENABLED", "monitoring.prometheus_enabled"),
+    ("TLS_ENABLED", "tls.enabled"),
+    ("TLS_CERT_FILE", "tls.cert_file"),
+    ("TLS_KEY_FILE", "tls.key_file"),
+    ("GZIP_ENABLED", "gzip.enabled"),
+    ("CORS_ENABLED", "cors.enabled"),
+    ("CORS_ALLOWED_ORIGINS", "cors.allowed_origins"),
+    ("LOG_FORMAT", "logging.format"),
+    ("LOG_LEVEL", "logging.level"),
+];
+
+/// Builds the layer from the given variables: the process environment in production, a fixed
+/// list in tests (so tests never mutate the real environment).
+pub fn environment_layer(vars: impl Iterator<Item = (String, String)>) -> Figment {
+    let mut figment = Figment::new();
+    for (name, value) in vars {
+        let path = match ENV_NAMES.iter().find(|(env_name, _)| *env_name == name) {
+            Some((_, path)) => path.to_string(),
+            None => match name.strip_prefix("GATEWAY__") {
+                Some(rest) => rest.to_ascii_lowercase().replace("__", "."),
+                None => continue,
+            },
+        };
+        figment = figment.merge(EnvVar { name, path, value });
+    }
+    figment
+}
+
+/// One variable as a figment provider, so an error names the variable it came from.
+struct EnvVar {
+    name: String,
+    path: String,
+    value: String,
+}
+
+impl Provider for EnvVar {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(format!("environment variable {}", self.name))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, Error> {
+        // Parsed as figment parses environment values: `true`, `8080`, `[a, b]`, or a string.
+        let Ok(value) = self.value.parse::<Value>();
+        let nested = figment::util::nest(&self.path, value);
+        let dict = nested
+            .into_dict()
+            .ok_or_else(|| Error::from(format!("{}: empty configuration path", self.name)))?;
+        Ok(Profile::Default.collect(dict))
+    }
+}

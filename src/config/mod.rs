@@ -1,0 +1,311 @@
+//! Configuration: built-in defaults → `config/default.toml` → `config/<env>.toml` →
+//! environment, validated into [`Config`] with every error named by its path.
+
+mod env;
+pub mod raw;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use actors::registry::RegistrySettings;
+use actors::routing::ModelAlias;
+use actors::{BalanceStrategy, HealthCheckSettings, OutlierSettings, ServiceSettings};
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+
+pub use raw::{DiscoveryType, LogFormat, RawConfig};
+use raw::{RawServiceSettings, RawStrategy};
+
+/// Where to look for configuration files, and which environment to layer on top.
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    pub dir: PathBuf,
+    /// `GATEWAY_ENV`: selects `config/<env>.toml`.
+    pub env: String,
+}
+
+impl ConfigSource {
+    pub fn from_env(dir: Option<PathBuf>) -> Self {
+        ConfigSource {
+            dir: dir
+                .or_else(|| std::env::var_os("GATEWAY_CONFIG_DIR").map(PathBuf::from))
+                .unwrap_or_else(|| PathBuf::from("config")),
+            env: std::env::var("GATEWAY_ENV").unwrap_or_else(|_| "development".into()),
+        }
+    }
+}
+
+/// Every problem found, each as `path: message`.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  {}", .0.join("\n  "))]
+pub struct ConfigError(pub Vec<String>);
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub bind: String,
+    pub workers: usize,
+    pub max_body_bytes: usize,
+    pub max_response_bytes: usize,
+    pub shutdown_timeout: Duration,
+    pub keep_alive: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct DiscoveryConfig {
+    pub static_file: PathBuf,
+    pub poll_interval: Duration,
+}
+
+/// The validated configuration the gateway runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub env: String,
+    pub server: ServerConfig,
+    pub tls: Option<TlsConfig>,
+    pub gzip: bool,
+    /// `None` when CORS is off.
+    pub cors_allowed_origins: Option<Vec<String>>,
+    pub metrics: bool,
+    pub protocol_conversion: bool,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    /// `None` when discovery is off: only configured services exist, without endpoints.
+    pub discovery: Option<DiscoveryConfig>,
+    pub registry: RegistrySettings,
+    pub models: Vec<ModelAlias>,
+    /// The merged raw layers, for `check-config`.
+    pub raw: RawConfig,
+}
+
+impl Config {
+    /// Loads and validates every layer.
+    pub fn load(source: &ConfigSource) -> Result<Config, ConfigError> {
+        let raw = load_raw(source, env::environment_layer(std::env::vars()))?;
+        validate(raw, &source.env)
+    }
+
+    /// The effective configuration as TOML with secrets masked.
+    pub fn render_masked(&self) -> String {
+        let mut raw = self.raw.clone();
+        for service in std::iter::once(&mut raw.upstream_defaults).chain(raw.services.values_mut()) {
+            if service.api_key.is_some() {
+                service.api_key = Some("********".into());
+            }
+        }
+        toml::to_string_pretty(&raw).unwrap_or_else(|error| format!("# cannot render: {error}\n"))
+    }
+}
+
+/// Merges the layers without validating them.
+pub fn load_raw(source: &ConfigSource, environment: Figment) -> Result<RawConfig, ConfigError> {
+    let file = |name: &str| {
+        let path = source.dir.join(name);
+        path.exists().then(|| Toml::file_exact(path))
+    };
+    let mut figment = Figment::from(Serialized::defaults(RawConfig::default()));
+    if let Some(default) = file("default.toml") {
+        figment = figment.merge(default);
+    }
+    if let Some(env_file) = file(&format!("{}.toml", source.env)) {
+        figment = figment.merge(env_file);
+    }
+    figment
+        .merge(environment)
+        .extract::<RawConfig>()
+        .map_err(|error| ConfigError(error.into_iter().map(|e| describe(&e)).collect()))
+}
+
+fn describe(error: &figment::Error) -> String {
+    let path = error.path.join(".");
+    let origin = error
+        .metadata
+        .as_ref()
+        .map(|m| match &m.source {
+            Some(source) => format!(" (from {source})"),
+            None => format!(" (from {})", m.name),
+        })
+        .unwrap_or_default();
+    if path.is_empty() {
+        format!("{}{origin}", error.kind)
+    } else {
+        format!("{path}: {}{origin}", error.kind)
+    }
+}
+
+/// Checks a merged configuration and builds the runtime form.
+pub fn validate(raw: RawConfig, env: &str) -> Result<Config, ConfigError> {
+    let mut errors = Vec::new();
+    let server = &raw.server;
+    if server.bind.parse::<std::net::SocketAddr>().is_err() && !server.bind.contains(':') {
+        errors.push(format!("server.bind: {:?} is not host:port", server.bind));
+    }
+    if server.max_body_bytes == 0 {
+        errors.push("server.max_body_bytes: must be positive".into());
+    }
+    let tls = if raw.tls.enabled {
+        match (&raw.tls.cert_file, &raw.tls.key_file) {
+            (Some(cert), Some(key)) => {
+                for (name, path) in [("tls.cert_file", cert), ("tls.key_file", key)] {
+                    if !Path::new(path).is_file() {
+                        errors.push(format!("{name}: {path:?} does not exist"));
+                    }
+                }
+                Some(TlsConfig {
+                    cert_file: cert.into(),
+                    key_file: key.into(),
+                })
+            }
+            _ => {
+                errors.push("tls: cert_file and key_file are required when tls.enabled = true".into());
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let discovery = if raw.discovery.enabled {
+        match raw.discovery.kind {
+            DiscoveryType::Static => Some(DiscoveryConfig {
+                static_file: raw.discovery.static_file.clone().into(),
+                poll_interval: Duration::from_millis(raw.discovery.poll_interval_ms.max(50)),
+            }),
+            kind @ (DiscoveryType::Consul | DiscoveryType::Kubernetes) => {
+                errors.push(format!(
+                    "discovery.type: {kind:?} discovery is not built yet; use \"static\" (SERVICE_DISCOVERY_TYPE=static)"
+                ));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if let Err(error) = tracing_subscriber::EnvFilter::try_new(&raw.logging.level) {
+        errors.push(format!("logging.level: {error}"));
+    }
+
+    let defaults = service_settings(&ServiceSettings::default(), &raw.upstream_defaults, "upstream_defaults", &mut errors);
+    let mut services = std::collections::BTreeMap::new();
+    for (name, overrides) in &raw.services {
+        if name.is_empty() || name.contains('/') {
+            errors.push(format!("services.{name}: a service name must be non-empty without '/'"));
+        }
+        let settings = service_settings(&defaults, overrides, &format!("services.{name}"), &mut errors);
+        services.insert(name.clone(), settings);
+    }
+    let mut models = Vec::new();
+    for (i, model) in raw.models.iter().enumerate() {
+        if model.name.is_empty() || model.service.is_empty() || model.upstream_model.is_empty() {
+            errors.push(format!("models[{i}]: name, service and upstream_model must be non-empty"));
+        }
+        if raw.models[..i].iter().any(|m| m.name == model.name) {
+            errors.push(format!("models[{i}].name: {:?} is defined twice", model.name));
+        }
+        models.push(ModelAlias {
+            name: model.name.clone(),
+            service: model.service.clone(),
+            upstream_model: model.upstream_model.clone(),
+        });
+    }
+    if !errors.is_empty() {
+        return Err(ConfigError(errors));
+    }
+    Ok(Config {
+        env: env.to_string(),
+        server: ServerConfig {
+            bind: server.bind.clone(),
+            workers: server.workers,
+            max_body_bytes: server.max_body_bytes,
+            max_response_bytes: server.max_response_bytes,
+            shutdown_timeout: Duration::from_secs(server.shutdown_timeout_secs),
+            keep_alive: Duration::from_secs(server.keep_alive_secs),
+        },
+        tls,
+        gzip: raw.gzip.enabled,
+        cors_allowed_origins: raw.cors.enabled.then(|| raw.cors.allowed_origins.clone()),
+        metrics: raw.monitoring.enabled && raw.monitoring.prometheus_enabled,
+        protocol_conversion: raw.protocol_conversion.enabled,
+        log_format: raw.logging.format,
+        log_level: raw.logging.level.clone(),
+        discovery,
+        registry: RegistrySettings { defaults, services },
+        models,
+        raw,
+    })
+}
+
+fn service_settings(
+    base: &ServiceSettings,
+    raw: &RawServiceSettings,
+    path: &str,
+    errors: &mut Vec<String>,
+) -> ServiceSettings {
+    let ms = |value: Option<u64>, fallback: Duration| value.map_or(fallback, Duration::from_millis);
+    let settings = ServiceSettings {
+        strategy: raw.strategy.map_or(base.strategy, |s| match s {
+            RawStrategy::RoundRobin => BalanceStrategy::RoundRobin,
+            RawStrategy::Weighted => BalanceStrategy::Weighted,
+            RawStrategy::LeastInflight => BalanceStrategy::LeastInFlight,
+            RawStrategy::P2cEwma => BalanceStrategy::P2cEwma,
+        }),
+        health: HealthCheckSettings {
+            path: raw.health_check_path.clone().or_else(|| base.health.path.clone()),
+            interval: ms(raw.health_check_interval_ms, base.health.interval),
+            timeout: ms(raw.health_check_timeout_ms, base.health.timeout),
+            healthy_threshold: raw.healthy_threshold.unwrap_or(base.health.healthy_threshold),
+            unhealthy_threshold: raw.unhealthy_threshold.unwrap_or(base.health.unhealthy_threshold),
+        },
+        outlier: OutlierSettings {
+            consecutive_failures: raw
+                .ejection_consecutive_failures
+                .unwrap_or(base.outlier.consecutive_failures),
+            base_ejection: ms(raw.ejection_base_ms, base.outlier.base_ejection),
+            max_ejection: ms(raw.ejection_max_ms, base.outlier.max_ejection),
+            min_eligible: raw.min_eligible_endpoints.unwrap_or(base.outlier.min_eligible),
+        },
+        connect_timeout: ms(raw.connect_timeout_ms, base.connect_timeout),
+        first_byte_timeout: ms(raw.first_byte_timeout_ms, base.first_byte_timeout),
+        idle_timeout: ms(raw.idle_timeout_ms, base.idle_timeout),
+        max_attempts: raw.max_attempts.unwrap_or(base.max_attempts),
+        retry_budget_ratio: raw.retry_budget_ratio.unwrap_or(base.retry_budget_ratio),
+        retry_budget_min: raw.retry_budget_min.unwrap_or(base.retry_budget_min),
+        api_key: raw.api_key.clone().or_else(|| base.api_key.clone()),
+    };
+    let mut check = |ok: bool, field: &str, message: &str| {
+        if !ok {
+            errors.push(format!("{path}.{field}: {message}"));
+        }
+    };
+    check(settings.max_attempts >= 1, "max_attempts", "must be at least 1");
+    check(
+        (0.0..=10.0).contains(&settings.retry_budget_ratio),
+        "retry_budget_ratio",
+        "must be between 0 and 10",
+    );
+    for (field, value) in [
+        ("connect_timeout_ms", settings.connect_timeout),
+        ("first_byte_timeout_ms", settings.first_byte_timeout),
+        ("idle_timeout_ms", settings.idle_timeout),
+        ("health_check_interval_ms", settings.health.interval),
+        ("health_check_timeout_ms", settings.health.timeout),
+    ] {
+        check(!value.is_zero(), field, "must be positive");
+    }
+    check(
+        settings.outlier.base_ejection <= settings.outlier.max_ejection,
+        "ejection_base_ms",
+        "must not exceed ejection_max_ms",
+    );
+    if let Some(path_value) = &settings.health.path {
+        check(path_value.starts_with('/'), "health_check_path", "must start with '/'");
+    }
+    settings
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,235 @@
+//! The configuration as written: every layer deserializes into these structs, which reject
+//! unknown keys. Validation turns them into the runtime [`super::Config`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub server: RawServer,
+    pub tls: RawTls,
+    pub gzip: RawToggle,
+    pub cors: RawCors,
+    pub monitoring: RawMonitoring,
+    pub protocol_conversion: RawToggle,
+    pub logging: RawLogging,
+    pub discovery: RawDiscovery,
+    pub upstream_defaults: RawServiceSettings,
+    pub services: BTreeMap<String, RawServiceSettings>,
+    pub models: Vec<RawModel>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    pub bind: String,
+    /// Worker threads; 0 means one per core.
+    pub workers: usize,
+    pub max_body_bytes: usize,
+    /// Largest non-streaming upstream answer the gateway will hold.
+    pub max_response_bytes: usize,
+    pub shutdown_timeout_secs: u64,
+    pub keep_alive_secs: u64,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            bind: "0.0.0.0:8080".into(),
+            workers: 0,
+            max_body_bytes: 4 * 1024 * 1024,
+            max_response_bytes: 64 * 1024 * 1024,
+            shutdown_timeout_secs: 30,
+            keep_alive_secs: 75,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTls {
+    pub enabled: bool,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawToggle {
+    pub enabled: bool,
+}
+
+impl Default for RawToggle {
+    fn default() -> Self {
+        RawToggle { enabled: true }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCors {
+    pub enabled: bool,
+    /// Origins allowed to call the gateway from a browser; `*` allows any.
+    #[serde(deserialize_with = "comma_list")]
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for RawCors {
+    fn default() -> Self {
+        RawCors {
+            enabled: true,
+            allowed_origins: vec!["http://localhost:3000".into(), "http://localhost:5173".into()],
+        }
+    }
+}
+
+/// Accepts a list, or one comma-separated string as environment variables carry it.
+fn comma_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrString {
+        List(Vec<String>),
+        String(String),
+    }
+    Ok(match ListOrString::deserialize(deserializer)? {
+        ListOrString::List(list) => list,
+        ListOrString::String(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+    })
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMonitoring {
+    pub enabled: bool,
+    pub prometheus_enabled: bool,
+}
+
+impl Default for RawMonitoring {
+    fn default() -> Self {
+        RawMonitoring {
+            enabled: true,
+            prometheus_enabled: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLogging {
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `gateway=debug,actix_web=warn`.
+    pub level: String,
+}
+
+impl Default for RawLogging {
+    fn default() -> Self {
+        RawLogging {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiscoveryType {
+    #[default]
+    Static,
+    Consul,
+    Kubernetes,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDiscovery {
+    pub enabled: bool,
+    #[serde(rename = "type")]
+    pub kind: DiscoveryType,
+    pub static_file: String,
+    pub poll_interval_ms: u64,
+}
+
+impl Default for RawDiscovery {
+    fn default() -> Self {
+        RawDiscovery {
+            enabled: true,
+            kind: DiscoveryType::Static,
+            static_file: "config/services.json".into(),
+            poll_interval_ms: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawStrategy {
+    RoundRobin,
+    Weighted,
+    LeastInflight,
+    P2cEwma,
+}
+
+/// Per-service policy; every field is optional and falls back to `upstream_defaults`, then to
+/// the built-in defaults.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServiceSettings {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<RawStrategy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_byte_timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_budget_ratio: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_budget_min: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_check_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_check_interval_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_check_timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthy_threshold: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unhealthy_threshold: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ejection_consecutive_failures: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ejection_base_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ejection_max_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_eligible_endpoints: Option<usize>,
+    /// Bearer credential the gateway sends upstream. Masked by `check-config`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    pub name: String,
+    pub service: String,
+    pub upstream_model: String,
+}

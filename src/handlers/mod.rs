@@ -1,0 +1,4 @@
+//! Request handlers: each parses, calls one core function, and maps the reply.
+
+pub mod openai;
+pub mod ops;

@@ -1,0 +1,186 @@
+//! The OpenAI-compatible endpoints.
+
+use std::time::{Duration, Instant};
+
+use actix_web::http::header;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::error::GatewayError;
+use crate::pipeline::{ApiKind, ParsedRequest, PipelineBody, PipelineResponse};
+use crate::request_id::RequestId;
+use crate::server::AppState;
+use crate::upstream::UpstreamClients;
+
+pub async fn chat_completions(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    clients: web::Data<UpstreamClients>,
+) -> Result<HttpResponse, GatewayError> {
+    serve(ApiKind::ChatCompletions, request, payload, &state, &clients).await
+}
+
+pub async fn completions(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    clients: web::Data<UpstreamClients>,
+) -> Result<HttpResponse, GatewayError> {
+    serve(ApiKind::Completions, request, payload, &state, &clients).await
+}
+
+pub async fn embeddings(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    clients: web::Data<UpstreamClients>,
+) -> Result<HttpResponse, GatewayError> {
+    serve(ApiKind::Embeddings, request, payload, &state, &clients).await
+}
+
+async fn serve(
+    kind: ApiKind,
+    request: HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    clients: &UpstreamClients,
+) -> Result<HttpResponse, GatewayError> {
+    let started = Instant::now();
+    let body = read_json_body(&request, payload, state.max_body_bytes).await?;
+    let parsed = ParsedRequest::parse(kind, body)?;
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .map(|id| id.0.clone())
+        .unwrap_or_default();
+    let response = state.pipeline.execute(clients, parsed, &request_id).await?;
+    let upstream_time = response.upstream_time;
+    let http = into_http(response);
+    state.metrics.observe_overhead(
+        kind.label(),
+        started.elapsed().saturating_sub(upstream_time),
+    );
+    Ok(http)
+}
+
+/// Reads the body within the size limit, refusing non-JSON content types.
+async fn read_json_body(
+    request: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<Bytes, GatewayError> {
+    if let Some(content_type) = request.headers().get(header::CONTENT_TYPE) {
+        let text = content_type.to_str().unwrap_or("");
+        let essence = text.split(';').next().unwrap_or("").trim();
+        if !essence.eq_ignore_ascii_case("application/json") {
+            return Err(GatewayError::UnsupportedMediaType(text.to_string()));
+        }
+    }
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(GatewayError::PayloadTooLarge { limit });
+    }
+    match payload.to_bytes_limited(limit).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(error)) => Err(GatewayError::InvalidJson(format!(
+            "could not read the request body: {error}"
+        ))),
+        Err(_) => Err(GatewayError::PayloadTooLarge { limit }),
+    }
+}
+
+fn into_http(response: PipelineResponse) -> HttpResponse {
+    let mut builder = HttpResponse::build(response.status);
+    for (name, value) in response.headers {
+        builder.append_header((name, value));
+    }
+    match response.body {
+        PipelineBody::Full(body) => builder.body(body),
+        PipelineBody::Sse(relay) => builder.streaming(relay),
+    }
+}
+
+#[derive(Serialize)]
+struct ModelList {
+    object: &'static str,
+    data: Vec<ModelEntry>,
+}
+
+#[derive(Serialize)]
+struct ModelEntry {
+    id: String,
+    object: &'static str,
+    created: u64,
+    owned_by: String,
+}
+
+/// How long `/v1/models` waits for each service's own list.
+const MODEL_LIST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Configured aliases plus `<service>/<model>` for what each reachable service reports.
+pub async fn list_models(
+    state: web::Data<AppState>,
+    clients: web::Data<UpstreamClients>,
+) -> HttpResponse {
+    let mut data: Vec<ModelEntry> = state
+        .pipeline
+        .router
+        .aliases()
+        .map(|alias| ModelEntry {
+            id: alias.name.clone(),
+            object: "model",
+            created: 0,
+            owned_by: alias.service.clone(),
+        })
+        .collect();
+    let lookups = state.pipeline.registry.pools().into_iter().filter_map(|(service, pool)| {
+        let snapshot = pool.snapshot();
+        let endpoint = pool.pick(&snapshot, &[])?;
+        let client = clients.get(snapshot.settings.connect_timeout);
+        let mut request = client
+            .get(format!("{}/v1/models", endpoint.base_url))
+            .timeout(MODEL_LIST_TIMEOUT);
+        if let Some(key) = &snapshot.settings.api_key {
+            request = request.bearer_auth(key);
+        }
+        Some(async move {
+            let ids = match request.send().await {
+                Ok(mut response) if response.status().is_success() => response
+                    .json::<serde_json::Value>()
+                    .limit(4 * 1024 * 1024)
+                    .await
+                    .ok()
+                    .and_then(|list| {
+                        list.get("data")?.as_array().map(|models| {
+                            models
+                                .iter()
+                                .filter_map(|m| m.get("id")?.as_str().map(String::from))
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            (service, ids)
+        })
+    });
+    for (service, ids) in futures_util::future::join_all(lookups).await {
+        data.extend(ids.into_iter().map(|id| ModelEntry {
+            id: format!("{service}/{id}"),
+            object: "model",
+            created: 0,
+            owned_by: service.clone(),
+        }));
+    }
+    data.sort_by(|a, b| a.id.cmp(&b.id));
+    HttpResponse::Ok().json(ModelList {
+        object: "list",
+        data,
+    })
+}

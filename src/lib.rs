@@ -1,0 +1,15 @@
+//! The gateway's protocol edge: HTTP and SSE, configuration, the CLI and the one
+//! error→response mapping. The core lives in the `actors` crate.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod handlers;
+pub mod metrics;
+pub mod pipeline;
+pub mod request_id;
+pub mod routes;
+pub mod server;
+pub mod telemetry;
+pub mod tls;
+pub mod upstream;

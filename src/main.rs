@@ -1,0 +1,14 @@
+//! The `gateway` binary.
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = gateway::cli::Cli::parse();
+    match gateway::cli::run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

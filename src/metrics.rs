@@ -1,0 +1,123 @@
+//! The gateway's own Prometheus metrics, beside the per-route ones actix-web-prom records into
+//! the same registry.
+
+use std::time::Duration;
+
+use actors::UpstreamRegistryHandle;
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+/// Fine buckets: the gateway's own work is measured in microseconds.
+const OVERHEAD_BUCKETS: &[f64] = &[
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1,
+];
+const UPSTREAM_BUCKETS: &[f64] = &[
+    0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 120.0,
+];
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    upstream_duration: HistogramVec,
+    overhead: HistogramVec,
+    endpoint_healthy: IntGaugeVec,
+    endpoint_in_flight: IntGaugeVec,
+    stream_faults: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let upstream_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "gateway_upstream_request_duration_seconds",
+                "Time from sending a request upstream to its response head (whole body when buffered), per attempt.",
+            )
+            .buckets(UPSTREAM_BUCKETS.to_vec()),
+            &["service", "endpoint", "outcome"],
+        )?;
+        let overhead = HistogramVec::new(
+            HistogramOpts::new(
+                "gateway_overhead_seconds",
+                "Time a request spends in the gateway itself, upstream time excluded.",
+            )
+            .buckets(OVERHEAD_BUCKETS.to_vec()),
+            &["route"],
+        )?;
+        let endpoint_healthy = IntGaugeVec::new(
+            Opts::new(
+                "gateway_upstream_endpoint_healthy",
+                "1 when the endpoint is eligible for requests (healthy and not ejected).",
+            ),
+            &["service", "endpoint", "origin"],
+        )?;
+        let endpoint_in_flight = IntGaugeVec::new(
+            Opts::new("gateway_upstream_endpoint_in_flight", "Requests in flight per endpoint."),
+            &["service", "endpoint"],
+        )?;
+        let stream_faults = IntCounterVec::new(
+            Opts::new(
+                "gateway_stream_faults_total",
+                "Streams that ended without completing, by cause.",
+            ),
+            &["service", "fault"],
+        )?;
+        registry.register(Box::new(upstream_duration.clone()))?;
+        registry.register(Box::new(overhead.clone()))?;
+        registry.register(Box::new(endpoint_healthy.clone()))?;
+        registry.register(Box::new(endpoint_in_flight.clone()))?;
+        registry.register(Box::new(stream_faults.clone()))?;
+        Ok(Metrics {
+            registry,
+            upstream_duration,
+            overhead,
+            endpoint_healthy,
+            endpoint_in_flight,
+            stream_faults,
+        })
+    }
+
+    pub fn observe_upstream(&self, service: &str, endpoint: &str, outcome: &str, elapsed: Duration) {
+        self.upstream_duration
+            .with_label_values(&[service, endpoint, outcome])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn observe_overhead(&self, route: &str, overhead: Duration) {
+        self.overhead
+            .with_label_values(&[route])
+            .observe(overhead.as_secs_f64());
+    }
+
+    pub fn count_stream_fault(&self, service: &str, fault: &str) {
+        self.stream_faults.with_label_values(&[service, fault]).inc();
+    }
+
+    /// Refreshes the endpoint gauges from the pools; called on every scrape, so the request
+    /// path never touches them.
+    pub async fn refresh_endpoints(&self, registry: &UpstreamRegistryHandle) {
+        self.endpoint_healthy.reset();
+        self.endpoint_in_flight.reset();
+        for (service, pool) in registry.pools() {
+            let Ok(state) = pool.state().await else {
+                continue;
+            };
+            for endpoint in state.endpoints {
+                self.endpoint_healthy
+                    .with_label_values(&[service.as_str(), endpoint.address.as_str(), endpoint.origin])
+                    .set(i64::from(endpoint.eligible));
+                self.endpoint_in_flight
+                    .with_label_values(&[service.as_str(), endpoint.address.as_str()])
+                    .set(i64::from(endpoint.in_flight));
+            }
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let encoder = prometheus::TextEncoder::new();
+        encoder
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_else(|error| format!("# encoding failed: {error}\n"))
+    }
+}

@@ -1,0 +1,261 @@
+//! Sending one request upstream with failover: a failed attempt (connect error, 5xx, timeout)
+//! moves to another endpoint while nothing has reached the client, within the service's
+//! attempt limit and retry budget.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actors::endpoint::{Endpoint, InFlightGuard, Protocol};
+use actors::settings::ServiceSettings;
+use actors::UpstreamPoolHandle;
+use awc::error::{ConnectError, PayloadError, SendRequestError};
+use bytes::Bytes;
+use futures_util::stream::LocalBoxStream;
+use futures_util::StreamExt;
+
+use super::sse::SseRelay;
+use super::{ApiKind, PipelineBody, PipelineResponse};
+use crate::error::GatewayError;
+use crate::metrics::Metrics;
+use crate::upstream::UpstreamClients;
+
+/// How much of an upstream error body is quoted in our error message.
+const ERROR_SNIPPET: usize = 512;
+
+pub(super) struct Forward<'a> {
+    pub clients: &'a UpstreamClients,
+    pub pool: &'a UpstreamPoolHandle,
+    pub kind: ApiKind,
+    pub stream: bool,
+    pub body: Bytes,
+    pub request_id: &'a str,
+    pub metrics: &'a Metrics,
+    pub max_response_bytes: usize,
+}
+
+/// An attempt's result once the gateway has committed to it.
+enum Answer {
+    Full {
+        status: awc::http::StatusCode,
+        headers: Vec<(HeaderName, HeaderValue)>,
+        body: Bytes,
+    },
+    Stream {
+        status: awc::http::StatusCode,
+        headers: Vec<(HeaderName, HeaderValue)>,
+        upstream: LocalBoxStream<'static, Result<Bytes, String>>,
+    },
+}
+
+pub(super) async fn forward(request: Forward<'_>) -> Result<PipelineResponse, GatewayError> {
+    let pool = request.pool;
+    pool.note_request();
+    let settings = Arc::clone(&pool.snapshot().settings);
+    let client = request.clients.get(settings.connect_timeout);
+    let mut tried: Vec<Arc<Endpoint>> = Vec::new();
+    let mut last_error = None;
+    let mut upstream_time = std::time::Duration::ZERO;
+    for attempt in 0..settings.max_attempts {
+        if attempt > 0 && !pool.try_retry() {
+            tracing::warn!(service = %pool.snapshot().service, "retry budget exhausted");
+            break;
+        }
+        // A fresh snapshot per attempt sees ejections caused by the previous attempt.
+        let snapshot = pool.snapshot();
+        let Some(endpoint) = pool.pick(&snapshot, &tried) else {
+            break;
+        };
+        let in_flight = endpoint.start_request();
+        let started = Instant::now();
+        let result = attempt_once(&client, &endpoint, &settings, &snapshot.service, &request).await;
+        let elapsed = started.elapsed();
+        upstream_time += elapsed;
+        match result {
+            Ok(answer) => {
+                pool.report_success(&endpoint, elapsed);
+                request
+                    .metrics
+                    .observe_upstream(&snapshot.service, &endpoint.address, "success", elapsed);
+                return Ok(respond(answer, in_flight, &settings, &snapshot.service, request.metrics, upstream_time));
+            }
+            Err(error) => {
+                request
+                    .metrics
+                    .observe_upstream(&snapshot.service, &endpoint.address, error.code(), elapsed);
+                pool.report_failure(&endpoint);
+                tracing::warn!(
+                    service = %snapshot.service,
+                    endpoint = %endpoint,
+                    attempt = attempt + 1,
+                    %error,
+                    "upstream attempt failed"
+                );
+                let retryable = error.is_retryable();
+                tried.push(endpoint);
+                last_error = Some(error);
+                if !retryable {
+                    break;
+                }
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| GatewayError::NoHealthyEndpoint {
+        service: pool.snapshot().service.to_string(),
+    }))
+}
+
+fn respond(
+    answer: Answer,
+    in_flight: InFlightGuard,
+    settings: &ServiceSettings,
+    service: &Arc<str>,
+    metrics: &Metrics,
+    upstream_time: std::time::Duration,
+) -> PipelineResponse {
+    match answer {
+        Answer::Full { status, headers, body } => PipelineResponse {
+            status,
+            headers,
+            body: PipelineBody::Full(body),
+            upstream_time,
+        },
+        Answer::Stream { status, mut headers, upstream } => {
+            // Compressing would hold events back in the encoder; SSE goes out as it comes.
+            headers.push((header::CONTENT_ENCODING, HeaderValue::from_static("identity")));
+            let metrics = metrics.clone();
+            let label = Arc::clone(service);
+            let relay = SseRelay::new(upstream, settings.idle_timeout, Arc::clone(service), in_flight)
+                .on_end(move |fault| {
+                    if let Some(fault) = fault {
+                        metrics.count_stream_fault(&label, fault.label());
+                    }
+                });
+            PipelineResponse {
+                status,
+                headers,
+                body: PipelineBody::Sse(relay),
+                upstream_time,
+            }
+        }
+    }
+}
+
+async fn attempt_once(
+    client: &awc::Client,
+    endpoint: &Endpoint,
+    settings: &ServiceSettings,
+    service: &str,
+    request: &Forward<'_>,
+) -> Result<Answer, GatewayError> {
+    if endpoint.spec.protocol == Protocol::Grpc {
+        return Err(GatewayError::UpstreamProtocol {
+            service: service.to_string(),
+            detail: format!("{endpoint} speaks gRPC, which this gateway build cannot convert to yet"),
+        });
+    }
+    let mut upstream = client
+        .post(format!("{}{}", endpoint.base_url, request.kind.path()))
+        .timeout(settings.first_byte_timeout)
+        .insert_header((header::CONTENT_TYPE, "application/json"))
+        .insert_header(("x-request-id", request.request_id));
+    if request.stream {
+        upstream = upstream.insert_header((header::ACCEPT, "text/event-stream"));
+    }
+    if let Some(key) = &settings.api_key {
+        upstream = upstream.bearer_auth(key);
+    }
+    let mut response = upstream
+        .send_body(request.body.clone())
+        .await
+        .map_err(|error| send_error(service, settings, error))?;
+    let status = response.status();
+    if status.is_server_error() {
+        let snippet = tokio::time::timeout(settings.idle_timeout, response.body().limit(ERROR_SNIPPET * 8))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|body| String::from_utf8_lossy(&body[..body.len().min(ERROR_SNIPPET)]).into_owned())
+            .unwrap_or_default();
+        return Err(GatewayError::UpstreamStatus {
+            service: service.to_string(),
+            status: status.as_u16(),
+            detail: snippet,
+        });
+    }
+    let headers = forwardable_headers(response.headers());
+    if request.stream && status.is_success() {
+        let upstream = response
+            .map(|chunk: Result<Bytes, PayloadError>| chunk.map_err(|error| error.to_string()))
+            .boxed_local();
+        return Ok(Answer::Stream { status, headers, upstream });
+    }
+    let body = tokio::time::timeout(
+        settings.idle_timeout,
+        response.body().limit(request.max_response_bytes),
+    )
+    .await
+    .map_err(|_| GatewayError::UpstreamTimeout {
+        service: service.to_string(),
+        phase: "response body",
+        after: settings.idle_timeout,
+    })?
+    .map_err(|error| GatewayError::UpstreamProtocol {
+        service: service.to_string(),
+        detail: match error {
+            PayloadError::Overflow => format!("the response exceeds {} bytes", request.max_response_bytes),
+            other => other.to_string(),
+        },
+    })?;
+    Ok(Answer::Full { status, headers, body })
+}
+
+fn send_error(service: &str, settings: &ServiceSettings, error: SendRequestError) -> GatewayError {
+    let service = service.to_string();
+    match error {
+        SendRequestError::Connect(ConnectError::Timeout) => GatewayError::UpstreamTimeout {
+            service,
+            phase: "connect",
+            after: settings.connect_timeout,
+        },
+        SendRequestError::Timeout => GatewayError::UpstreamTimeout {
+            service,
+            phase: "first byte",
+            after: settings.first_byte_timeout,
+        },
+        SendRequestError::Connect(error) => GatewayError::UpstreamConnect {
+            service,
+            detail: error.to_string(),
+        },
+        other => GatewayError::UpstreamProtocol {
+            service,
+            detail: other.to_string(),
+        },
+    }
+}
+
+/// Upstream headers the client may see: hop-by-hop and framing headers are the gateway's own.
+fn forwardable_headers(headers: &awc::http::header::HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
+    headers
+        .iter()
+        .filter(|(name, _)| {
+            !matches!(
+                name.as_str(),
+                "connection"
+                    | "keep-alive"
+                    | "transfer-encoding"
+                    | "te"
+                    | "trailer"
+                    | "upgrade"
+                    | "proxy-authenticate"
+                    | "proxy-connection"
+                    | "content-length"
+                    | "content-encoding"
+                    | "date"
+                    | "server"
+                    | "x-request-id"
+            )
+        })
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect()
+}

@@ -1,0 +1,209 @@
+//! Reading just enough of an OpenAI request to route it: `model`, `stream` and the presence of
+//! the required input. The rest of the body is forwarded byte for byte.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::error::GatewayError;
+
+/// The OpenAI endpoints the pipeline serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiKind {
+    ChatCompletions,
+    Completions,
+    Embeddings,
+}
+
+impl ApiKind {
+    /// The upstream path, the same as the gateway's.
+    pub fn path(self) -> &'static str {
+        match self {
+            ApiKind::ChatCompletions => "/v1/chat/completions",
+            ApiKind::Completions => "/v1/completions",
+            ApiKind::Embeddings => "/v1/embeddings",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ApiKind::ChatCompletions => "chat_completions",
+            ApiKind::Completions => "completions",
+            ApiKind::Embeddings => "embeddings",
+        }
+    }
+
+    fn required_field(self) -> &'static str {
+        match self {
+            ApiKind::ChatCompletions => "messages",
+            ApiKind::Completions => "prompt",
+            ApiKind::Embeddings => "input",
+        }
+    }
+}
+
+/// The fields the gateway reads; everything else is skipped without being materialised.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    model: Option<&'a RawValue>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(borrow, default)]
+    messages: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    prompt: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    input: Option<&'a RawValue>,
+}
+
+/// A validated request.
+#[derive(Debug, Clone)]
+pub struct ParsedRequest {
+    pub kind: ApiKind,
+    pub model: String,
+    pub stream: bool,
+    /// Where the `model` value (quotes included) sits in the body.
+    model_span: Range<usize>,
+    pub body: Bytes,
+}
+
+impl ParsedRequest {
+    pub fn parse(kind: ApiKind, body: Bytes) -> Result<ParsedRequest, GatewayError> {
+        let envelope: Envelope<'_> = serde_json::from_slice(&body).map_err(|error| {
+            if error.is_data() && error.to_string().contains("invalid type: map") {
+                GatewayError::InvalidJson("the body must be a JSON object".into())
+            } else {
+                GatewayError::InvalidJson(error.to_string())
+            }
+        })?;
+        let raw_model = envelope
+            .model
+            .ok_or(GatewayError::MissingParameter("model"))?;
+        let model: Cow<'_, str> =
+            serde_json::from_str(raw_model.get()).map_err(|_| GatewayError::InvalidParameter {
+                param: "model",
+                message: "must be a string".into(),
+            })?;
+        if model.is_empty() {
+            return Err(GatewayError::InvalidParameter {
+                param: "model",
+                message: "must not be empty".into(),
+            });
+        }
+        let required = match kind {
+            ApiKind::ChatCompletions => envelope.messages,
+            ApiKind::Completions => envelope.prompt,
+            ApiKind::Embeddings => envelope.input,
+        };
+        let required_field = kind.required_field();
+        let required = required.ok_or(GatewayError::MissingParameter(required_field))?;
+        if kind == ApiKind::ChatCompletions {
+            check_non_empty_array(required, "messages")?;
+        }
+        if kind == ApiKind::Embeddings && envelope.stream == Some(true) {
+            return Err(GatewayError::InvalidParameter {
+                param: "stream",
+                message: "embeddings cannot be streamed".into(),
+            });
+        }
+        let start = raw_model.get().as_ptr() as usize - body.as_ptr() as usize;
+        let model_span = start..start + raw_model.get().len();
+        Ok(ParsedRequest {
+            kind,
+            model: model.into_owned(),
+            stream: envelope.stream.unwrap_or(false),
+            model_span,
+            body: body.clone(),
+        })
+    }
+
+    /// The body to send upstream: unchanged when the upstream knows the model by the same name,
+    /// otherwise with only the `model` value replaced.
+    pub fn upstream_body(&self, upstream_model: &str) -> Bytes {
+        if upstream_model == self.model {
+            return self.body.clone();
+        }
+        let quoted = serde_json::Value::from(upstream_model).to_string();
+        let mut out = BytesMut::with_capacity(self.body.len() + quoted.len());
+        out.put_slice(&self.body[..self.model_span.start]);
+        out.put_slice(quoted.as_bytes());
+        out.put_slice(&self.body[self.model_span.end..]);
+        out.freeze()
+    }
+}
+
+fn check_non_empty_array(raw: &RawValue, param: &'static str) -> Result<(), GatewayError> {
+    let text = raw.get().trim_start();
+    let invalid = |message: &str| GatewayError::InvalidParameter {
+        param,
+        message: message.into(),
+    };
+    let inner = text
+        .strip_prefix('[')
+        .ok_or_else(|| invalid("must be an array"))?;
+    if inner.trim_start().starts_with(']') {
+        return Err(invalid("must not be empty"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(kind: ApiKind, body: &str) -> Result<ParsedRequest, GatewayError> {
+        ParsedRequest::parse(kind, Bytes::copy_from_slice(body.as_bytes()))
+    }
+
+    fn check_error(kind: ApiKind, body: &str, code: &str, fragment: &str) {
+        let error = parse(kind, body).expect_err(body);
+        assert_eq!(error.code(), code, "{body}: {error}");
+        assert!(error.to_string().contains(fragment), "{error} lacks {fragment}");
+    }
+
+    #[test]
+    fn reads_model_and_stream() {
+        let request = parse(
+            ApiKind::ChatCompletions,
+            r#"{"model":"svc/m","messages":[{"role":"user","content":"hi"}],"stream":true,"extra":{"a":[1,2]}}"#,
+        )
+        .expect("valid");
+        assert_eq!(request.model, "svc/m");
+        assert!(request.stream);
+    }
+
+    #[test]
+    fn rewrites_only_the_model_value() {
+        let body = r#"{ "temperature": 0, "model" : "smol\/x", "messages": [{"role":"user","content":"model"}] }"#;
+        let request = parse(ApiKind::ChatCompletions, body).expect("valid");
+        assert_eq!(request.model, "smol/x");
+        let rewritten = request.upstream_body("Smol \"2\"");
+        assert_eq!(
+            std::str::from_utf8(&rewritten).expect("utf8"),
+            r#"{ "temperature": 0, "model" : "Smol \"2\"", "messages": [{"role":"user","content":"model"}] }"#
+        );
+        assert_eq!(request.upstream_body("smol/x"), Bytes::copy_from_slice(body.as_bytes()));
+    }
+
+    #[test]
+    fn bad_requests_are_named() {
+        let chat = ApiKind::ChatCompletions;
+        check_error(chat, "{", "invalid_json", "EOF");
+        check_error(chat, "[1]", "invalid_json", "");
+        check_error(chat, r#"{"messages":[{}]}"#, "missing_required_parameter", "'model'");
+        check_error(chat, r#"{"model":"a/b"}"#, "missing_required_parameter", "'messages'");
+        check_error(chat, r#"{"model":"a/b","messages":[]}"#, "invalid_parameter", "must not be empty");
+        check_error(chat, r#"{"model":"a/b","messages":"hi"}"#, "invalid_parameter", "must be an array");
+        check_error(chat, r#"{"model":7,"messages":[{}]}"#, "invalid_parameter", "must be a string");
+        check_error(chat, r#"{"model":"","messages":[{}]}"#, "invalid_parameter", "must not be empty");
+        check_error(chat, r#"{"model":"a/b","messages":[{}],"stream":"yes"}"#, "invalid_json", "invalid type");
+        check_error(chat, r#"{"model":"a","model":"b","messages":[{}]}"#, "invalid_json", "duplicate field");
+        check_error(ApiKind::Embeddings, r#"{"model":"a/b"}"#, "missing_required_parameter", "'input'");
+        check_error(ApiKind::Embeddings, r#"{"model":"a/b","input":"x","stream":true}"#, "invalid_parameter", "streamed");
+        check_error(ApiKind::Completions, r#"{"model":"a/b"}"#, "missing_required_parameter", "'prompt'");
+    }
+}

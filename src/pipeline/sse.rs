@@ -1,0 +1,268 @@
+//! Server-sent-event relaying: upstream bytes go to the client unchanged, as they arrive, while
+//! a scanner watches for the end of the stream so a truncated one is never mistaken for a
+//! complete one.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actors::endpoint::InFlightGuard;
+use bytes::Bytes;
+use futures_util::stream::LocalBoxStream;
+use futures_util::Stream;
+use memchr::memmem;
+use tokio::time::{Instant, Sleep};
+
+/// Lines longer than this are not inspected further (they are still forwarded).
+const MAX_LINE: usize = 1024 * 1024;
+
+/// Watches an SSE byte stream for `data: [DONE]` or a non-null `finish_reason`.
+#[derive(Debug, Default)]
+pub struct SseScanner {
+    partial: Vec<u8>,
+    saw_done: bool,
+    saw_finish: bool,
+}
+
+impl SseScanner {
+    pub fn feed(&mut self, chunk: &[u8]) {
+        let mut rest = chunk;
+        while let Some(newline) = memchr::memchr(b'\n', rest) {
+            let (line, tail) = rest.split_at(newline);
+            if self.partial.is_empty() {
+                self.inspect(line);
+            } else {
+                if self.partial.len() + line.len() <= MAX_LINE {
+                    self.partial.extend_from_slice(line);
+                }
+                let whole = std::mem::take(&mut self.partial);
+                self.inspect(&whole);
+            }
+            rest = &tail[1..];
+        }
+        if !rest.is_empty() && self.partial.len() + rest.len() <= MAX_LINE {
+            self.partial.extend_from_slice(rest);
+        }
+    }
+
+    /// Called at the end of the upstream stream: a last line without a newline still counts.
+    pub fn finish(&mut self) {
+        let last = std::mem::take(&mut self.partial);
+        self.inspect(&last);
+    }
+
+    /// True once the upstream has said the stream is over.
+    pub fn is_complete(&self) -> bool {
+        self.saw_done || self.saw_finish
+    }
+
+    fn inspect(&mut self, line: &[u8]) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(data) = line.strip_prefix(b"data:") else {
+            return;
+        };
+        let data = data.trim_ascii();
+        if data == b"[DONE]" {
+            self.saw_done = true;
+        } else if !self.saw_finish && has_finish_reason(data) {
+            self.saw_finish = true;
+        }
+    }
+}
+
+/// True when some `"finish_reason"` in the JSON text has a string value (not `null`).
+fn has_finish_reason(data: &[u8]) -> bool {
+    const KEY: &[u8] = b"\"finish_reason\"";
+    memmem::find_iter(data, KEY).any(|at| {
+        let after = data[at + KEY.len()..].trim_ascii_start();
+        after
+            .strip_prefix(b":")
+            .is_some_and(|value| value.trim_ascii_start().starts_with(b"\""))
+    })
+}
+
+/// Why a relayed stream ended without completing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamFault {
+    Truncated,
+    UpstreamError,
+    IdleTimeout,
+}
+
+impl StreamFault {
+    pub fn label(self) -> &'static str {
+        match self {
+            StreamFault::Truncated => "truncated",
+            StreamFault::UpstreamError => "upstream_error",
+            StreamFault::IdleTimeout => "idle_timeout",
+        }
+    }
+
+    fn event(self, service: &str, detail: &str) -> Bytes {
+        let (code, message) = match self {
+            StreamFault::Truncated => (
+                "stream_truncated",
+                format!("Service '{service}' ended the stream before it was complete."),
+            ),
+            StreamFault::UpstreamError => (
+                "upstream_error",
+                format!("Service '{service}' failed during the stream: {detail}"),
+            ),
+            StreamFault::IdleTimeout => (
+                "upstream_timeout",
+                format!("Service '{service}' sent nothing for {detail}."),
+            ),
+        };
+        let body = serde_json::json!({
+            "error": {"message": message, "type": "upstream_error", "param": null, "code": code}
+        });
+        Bytes::from(format!("event: error\ndata: {body}\n\n"))
+    }
+}
+
+/// The client-facing stream: the upstream's bytes, then — if the upstream stopped early — one
+/// SSE error event. Dropping it (the client left) drops the upstream response, which closes the
+/// upstream connection and so cancels generation.
+pub struct SseRelay {
+    upstream: LocalBoxStream<'static, Result<Bytes, String>>,
+    scanner: SseScanner,
+    idle: Pin<Box<Sleep>>,
+    idle_timeout: Duration,
+    service: std::sync::Arc<str>,
+    finished: bool,
+    fault: Option<StreamFault>,
+    on_end: Option<Box<dyn FnOnce(Option<StreamFault>)>>,
+    _in_flight: InFlightGuard,
+}
+
+impl SseRelay {
+    pub fn new(
+        upstream: LocalBoxStream<'static, Result<Bytes, String>>,
+        idle_timeout: Duration,
+        service: std::sync::Arc<str>,
+        in_flight: InFlightGuard,
+    ) -> Self {
+        SseRelay {
+            upstream,
+            scanner: SseScanner::default(),
+            idle: Box::pin(tokio::time::sleep(idle_timeout)),
+            idle_timeout,
+            service,
+            finished: false,
+            fault: None,
+            on_end: None,
+            _in_flight: in_flight,
+        }
+    }
+
+    /// Runs once when the stream ends, with the fault if it did not complete. Not called when
+    /// the client leaves first.
+    pub fn on_end(mut self, callback: impl FnOnce(Option<StreamFault>) + 'static) -> Self {
+        self.on_end = Some(Box::new(callback));
+        self
+    }
+
+    fn end(&mut self, fault: Option<StreamFault>, detail: &str) -> Poll<Option<Result<Bytes, std::io::Error>>> {
+        self.finished = true;
+        self.fault = fault;
+        if let Some(callback) = self.on_end.take() {
+            callback(fault);
+        }
+        match fault {
+            Some(fault) => Poll::Ready(Some(Ok(fault.event(&self.service, detail)))),
+            None => Poll::Ready(None),
+        }
+    }
+}
+
+impl Stream for SseRelay {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.finished {
+            return Poll::Ready(None);
+        }
+        match this.upstream.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                this.scanner.feed(&chunk);
+                let deadline = Instant::now() + this.idle_timeout;
+                this.idle.as_mut().reset(deadline);
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(detail))) => {
+                this.scanner.finish();
+                if this.scanner.is_complete() {
+                    this.end(None, "")
+                } else {
+                    this.end(Some(StreamFault::UpstreamError), &detail)
+                }
+            }
+            Poll::Ready(None) => {
+                this.scanner.finish();
+                if this.scanner.is_complete() {
+                    this.end(None, "")
+                } else {
+                    this.end(Some(StreamFault::Truncated), "")
+                }
+            }
+            Poll::Pending => match this.idle.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    let detail = format!("{}s", this.idle_timeout.as_secs_f64());
+                    this.end(Some(StreamFault::IdleTimeout), &detail)
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn scan(chunks: &[&[u8]]) -> bool {
+        let mut scanner = SseScanner::default();
+        for chunk in chunks {
+            scanner.feed(chunk);
+        }
+        scanner.finish();
+        scanner.is_complete()
+    }
+
+    #[test]
+    fn recognises_the_end_of_a_stream() {
+        assert!(scan(&[b"data: {\"x\":1}\n\n", b"data: [DONE]\n\n"]));
+        assert!(scan(&[b"data: {\"choices\":[{\"finish_reason\" : \"stop\"}]}\r\n\r\n"]));
+        assert!(scan(&[b"data: [DO", b"NE]"]));
+        assert!(!scan(&[b"data: {\"choices\":[{\"finish_reason\":null}]}\n\n"]));
+        assert!(!scan(&[b"data: {\"x\":1}\n\n"]));
+        assert!(!scan(&[b": comment [DONE]\n"]));
+    }
+
+    proptest! {
+        #[test]
+        fn chunking_does_not_change_the_verdict(split in prop::collection::vec(1usize..40, 0..10)) {
+            let stream: &[u8] = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}]}\n\ndata: {\"choices\":[{\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+            let mut chunks = Vec::new();
+            let mut rest = stream;
+            for size in split {
+                let size = size.min(rest.len());
+                let (head, tail) = rest.split_at(size);
+                chunks.push(head);
+                rest = tail;
+            }
+            chunks.push(rest);
+            prop_assert!(scan(&chunks));
+        }
+
+        #[test]
+        fn a_stream_cut_before_its_end_is_incomplete(cut in 0usize..68) {
+            let stream: &[u8] = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}]}\n\ndata: {\"choices\":[{\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+            let end_marker = memmem::find(stream, b"\"finish_reason\":\"stop").expect("marker");
+            prop_assert!(!scan(&[&stream[..cut.min(end_marker + 16)]]));
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! Request ids: an incoming `x-request-id` is honoured when it is sane, otherwise one is made;
+//! either way it is logged with the request and returned in the response.
+
+use std::sync::Arc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpMessage};
+use tracing::Span;
+use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder};
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The id of the request being served, in the request's extensions.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub Arc<str>);
+
+fn acceptable(value: &HeaderValue) -> Option<&str> {
+    let text = value.to_str().ok()?;
+    let sane = !text.is_empty()
+        && text.len() <= 128
+        && text.bytes().all(|b| b.is_ascii_graphic());
+    sane.then_some(text)
+}
+
+pub async fn middleware(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let id: Arc<str> = match request.headers().get(REQUEST_ID).and_then(acceptable) {
+        Some(text) => Arc::from(text),
+        None => Arc::from(uuid::Uuid::new_v4().to_string()),
+    };
+    request.extensions_mut().insert(RequestId(Arc::clone(&id)));
+    let mut response = next.call(request).await?;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    Ok(response)
+}
+
+/// Root spans carry our request id instead of tracing-actix-web's own.
+pub struct GatewayRootSpan;
+
+impl RootSpanBuilder for GatewayRootSpan {
+    fn on_request_start(request: &ServiceRequest) -> Span {
+        let id = request
+            .extensions()
+            .get::<RequestId>()
+            .map(|id| id.0.to_string())
+            .unwrap_or_default();
+        tracing::info_span!(
+            "http_request",
+            method = %request.method(),
+            path = %request.path(),
+            request_id = %id,
+            status = tracing::field::Empty,
+        )
+    }
+
+    fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
+        if let Ok(response) = outcome {
+            span.record("status", response.status().as_u16());
+        }
+        DefaultRootSpanBuilder::on_request_end(span, outcome);
+    }
+}

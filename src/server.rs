@@ -1,0 +1,146 @@
+//! Building and running the HTTP server: state, middleware, listeners, TLS and shutdown.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix_cors::Cors;
+use actix_web::middleware::{from_fn, Compress, Condition};
+use actix_web::{http, web, App, HttpServer};
+use actix_web_prom::PrometheusMetricsBuilder;
+use actors::discovery::static_file::StaticFileDiscovery;
+use actors::discovery::DiscoveryWatcher;
+use actors::registry::UpstreamRegistry;
+use actors::routing::ModelRouter;
+use actors::{Origin, UpstreamRegistryHandle};
+use anyhow::Context as _;
+use tracing_actix_web::TracingLogger;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
+use crate::request_id::{self, GatewayRootSpan};
+use crate::upstream::{HttpHealthProbe, UpstreamClients};
+use crate::{routes, tls};
+
+/// Read-only state every worker shares.
+pub struct AppState {
+    pub pipeline: Pipeline,
+    pub metrics: Arc<Metrics>,
+    pub max_body_bytes: usize,
+    pub discovery_enabled: bool,
+}
+
+/// A started gateway: where it listens and the handles tests and `main` need.
+pub struct RunningGateway {
+    pub addr: SocketAddr,
+    pub scheme: &'static str,
+    pub server: actix_web::dev::Server,
+    pub registry: UpstreamRegistryHandle,
+}
+
+impl RunningGateway {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}://{}{}", self.scheme, self.addr, path)
+    }
+}
+
+/// Starts the actors and binds the listener. Must run inside an actix system; the returned
+/// server is already accepting and must be awaited (or stopped).
+pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
+    let metrics = Arc::new(Metrics::new().context("registering metrics")?);
+    let probe = Rc::new(HttpHealthProbe::new());
+    let registry = UpstreamRegistry::start_registry(config.registry.clone(), probe);
+    if let Some(discovery) = &config.discovery {
+        let backend = StaticFileDiscovery::new(&discovery.static_file, discovery.poll_interval);
+        // The first read is strict: a gateway never starts on a broken service file.
+        let services = backend.read().await.context("service discovery")?;
+        tracing::info!(services = services.len(), file = %discovery.static_file.display(), "static discovery loaded");
+        registry
+            .apply(Origin::Static, services.clone())
+            .await
+            .context("registry")?;
+        DiscoveryWatcher::start_watcher(Box::new(backend), registry.clone(), Some(services));
+    } else {
+        tracing::warn!("service discovery is disabled: configured services have no endpoints");
+    }
+    let state = web::Data::new(AppState {
+        pipeline: Pipeline {
+            registry: registry.clone(),
+            router: ModelRouter::new(config.models.clone()),
+            metrics: Arc::clone(&metrics),
+            max_response_bytes: config.server.max_response_bytes,
+        },
+        metrics: Arc::clone(&metrics),
+        max_body_bytes: config.server.max_body_bytes,
+        discovery_enabled: config.discovery.is_some(),
+    });
+    let http_metrics = PrometheusMetricsBuilder::new("gateway")
+        .registry(metrics.registry.clone())
+        .exclude("/metrics")
+        .mask_unmatched_patterns("UNKNOWN")
+        .build()
+        .map_err(|error| anyhow::anyhow!("http metrics: {error}"))?;
+    let gzip = config.gzip;
+    let cors_origins = config.cors_allowed_origins.clone();
+    let metrics_enabled = config.metrics;
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(web::Data::new(UpstreamClients::default()))
+            .configure(|app| routes::configure(app, metrics_enabled))
+            .wrap(Condition::new(gzip, Compress::default()))
+            .wrap(Condition::new(cors_origins.is_some(), cors(cors_origins.as_deref())))
+            .wrap(Condition::new(metrics_enabled, http_metrics.clone()))
+            .wrap(TracingLogger::<GatewayRootSpan>::new())
+            .wrap(from_fn(request_id::middleware))
+    })
+    .tcp_nodelay(true)
+    .keep_alive(config.server.keep_alive)
+    .shutdown_timeout(config.server.shutdown_timeout.as_secs());
+    if config.server.workers > 0 {
+        server = server.workers(config.server.workers);
+    }
+    let (server, scheme) = match &config.tls {
+        Some(tls_config) => {
+            let rustls = tls::server_config(tls_config)?;
+            (server.bind_rustls_0_23(&config.server.bind, rustls), "https")
+        }
+        None => (server.bind(&config.server.bind), "http"),
+    };
+    let server = server.with_context(|| format!("binding {}", config.server.bind))?;
+    let addr = *server
+        .addrs()
+        .first()
+        .context("the listener has no address")?;
+    tracing::info!(%addr, scheme, "gateway listening");
+    Ok(RunningGateway {
+        addr,
+        scheme,
+        server: server.run(),
+        registry,
+    })
+}
+
+fn cors(origins: Option<&[String]>) -> Cors {
+    let origins = origins.unwrap_or_default();
+    let mut cors = Cors::default()
+        .allowed_methods([http::Method::GET, http::Method::POST, http::Method::OPTIONS])
+        .allowed_headers([
+            http::header::AUTHORIZATION,
+            http::header::CONTENT_TYPE,
+            http::header::ACCEPT,
+            http::header::HeaderName::from_static("x-api-key"),
+            request_id::REQUEST_ID,
+        ])
+        .expose_headers([request_id::REQUEST_ID])
+        .max_age(3600);
+    if origins.iter().any(|o| o == "*") {
+        cors = cors.allow_any_origin();
+    } else {
+        for origin in origins {
+            cors = cors.allowed_origin(origin);
+        }
+    }
+    cors
+}
