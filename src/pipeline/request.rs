@@ -73,13 +73,12 @@ pub struct ParsedRequest {
 
 impl ParsedRequest {
     pub fn parse(kind: ApiKind, body: Bytes) -> Result<ParsedRequest, GatewayError> {
-        let envelope: Envelope<'_> = serde_json::from_slice(&body).map_err(|error| {
-            if error.is_data() && error.to_string().contains("invalid type: map") {
-                GatewayError::InvalidJson("the body must be a JSON object".into())
-            } else {
-                GatewayError::InvalidJson(error.to_string())
-            }
-        })?;
+        // serde accepts a struct written as an array; the wire format does not.
+        if body.trim_ascii_start().first().is_some_and(|&b| b != b'{') {
+            return Err(GatewayError::InvalidJson("the body must be a JSON object".into()));
+        }
+        let envelope: Envelope<'_> = serde_json::from_slice(&body)
+            .map_err(|error| GatewayError::InvalidJson(error.to_string()))?;
         let raw_model = envelope
             .model
             .ok_or(GatewayError::MissingParameter("model"))?;

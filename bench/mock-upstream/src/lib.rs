@@ -22,6 +22,8 @@ pub enum Mode {
     Fail,
     /// Never answer.
     Hang,
+    /// Answer every request with HTTP 400 and an OpenAI-shaped error.
+    Reject,
     /// Stream `n` chunks, then end without `finish_reason` or `[DONE]`.
     TruncateAfter(usize),
 }
@@ -200,6 +202,10 @@ async fn completion(request: HttpRequest, body: Bytes, state: web::Data<MockStat
                 .json(json!({"error": {"message": "mock failure", "type": "server_error", "code": null}}))
         }
         Mode::Hang => std::future::pending::<()>().await,
+        Mode::Reject => {
+            return HttpResponse::BadRequest()
+                .json(json!({"error": {"message": "mock rejects this request", "type": "invalid_request_error", "code": "mock_reject"}}))
+        }
         Mode::Normal | Mode::TruncateAfter(_) => {}
     }
     if !state.latency.is_zero() {
