@@ -1,0 +1,155 @@
+//! The HTTP edge around the pipeline: gzip, CORS, TLS, metrics, health and readiness.
+
+mod common;
+
+use std::io::Read;
+use std::sync::Arc;
+
+use common::*;
+
+#[actix_rt::test]
+async fn json_answers_are_gzipped_when_asked() {
+    let upstream = mock("a");
+    let gateway = start_gateway(test_config(), &services_for("llm", &[&upstream], &[])).await;
+    gateway.wait_ready().await;
+    let mut response = gateway
+        .client
+        .post(gateway.url("/v1/chat/completions"))
+        .insert_header(("accept-encoding", "gzip"))
+        .send_json(&chat("llm/m"))
+        .await
+        .expect("response");
+    assert_eq!(response.headers().get("content-encoding").expect("encoded"), "gzip");
+    let compressed = response.body().await.expect("body");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&compressed[..]).read_to_string(&mut text).expect("gunzip");
+    assert!(text.contains("echo: hello there"), "{text}");
+    gateway.stop().await;
+
+    let mut raw = test_config();
+    raw.gzip.enabled = false;
+    let plain = start_gateway(raw, &services_for("llm", &[&upstream], &[])).await;
+    plain.wait_ready().await;
+    let response = plain
+        .client
+        .post(plain.url("/v1/chat/completions"))
+        .insert_header(("accept-encoding", "gzip"))
+        .send_json(&chat("llm/m"))
+        .await
+        .expect("response");
+    assert!(response.headers().get("content-encoding").is_none());
+    plain.stop().await;
+}
+
+#[actix_rt::test]
+async fn cors_allows_configured_origins_only() {
+    let upstream = mock("a");
+    let mut raw = test_config();
+    raw.cors.allowed_origins = vec!["http://dash.example".into()];
+    let gateway = start_gateway(raw, &services_for("llm", &[&upstream], &[])).await;
+    let preflight = |origin: &'static str| {
+        gateway
+            .client
+            .request(awc::http::Method::OPTIONS, gateway.url("/v1/chat/completions"))
+            .insert_header(("origin", origin))
+            .insert_header(("access-control-request-method", "POST"))
+            .insert_header(("access-control-request-headers", "authorization, content-type"))
+            .send()
+    };
+    let allowed = preflight("http://dash.example").await.expect("preflight");
+    assert_eq!(allowed.status().as_u16(), 200);
+    assert_eq!(allowed.headers().get("access-control-allow-origin").expect("allowed"), "http://dash.example");
+    let refused = preflight("http://evil.example").await.expect("preflight");
+    assert!(refused.headers().get("access-control-allow-origin").is_none());
+    assert_eq!(refused.status().as_u16(), 400);
+    gateway.stop().await;
+}
+
+#[actix_rt::test]
+async fn tls_serves_https() {
+    let upstream = mock("a");
+    let dir = tempfile::tempdir().expect("dir");
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+    let cert_file = dir.path().join("cert.pem");
+    let key_file = dir.path().join("key.pem");
+    std::fs::write(&cert_file, certified.cert.pem()).expect("write cert");
+    std::fs::write(&key_file, certified.signing_key.serialize_pem()).expect("write key");
+    let mut raw = test_config();
+    raw.tls.enabled = true;
+    raw.tls.cert_file = Some(cert_file.display().to_string());
+    raw.tls.key_file = Some(key_file.display().to_string());
+    let gateway = start_gateway(raw, &services_for("llm", &[&upstream], &[])).await;
+    assert_eq!(gateway.scheme, "https");
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certified.cert.der().clone()).expect("root");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let client = awc::Client::builder()
+        .connector(awc::Connector::new().rustls_0_23(Arc::new(tls)))
+        .finish();
+    let url = format!("https://localhost:{}/v1/chat/completions", gateway.addr.port());
+    let ready_url = format!("https://localhost:{}/ready", gateway.addr.port());
+    let ready_client = client.clone();
+    wait_for("https readiness", || {
+        let client = ready_client.clone();
+        let url = ready_url.clone();
+        async move { client.get(url).send().await.is_ok_and(|r| r.status().is_success()) }
+    })
+    .await;
+    let mut response = client.post(url).send_json(&chat("llm/m")).await.expect("https response");
+    assert_eq!(response.status().as_u16(), 200);
+    let body = response.body().await.expect("body");
+    assert!(String::from_utf8_lossy(&body).contains("echo: hello there"));
+    gateway.stop().await;
+}
+
+#[actix_rt::test]
+async fn metrics_cover_routes_upstreams_overhead_and_health() {
+    let upstream = mock("a");
+    let gateway = start_gateway(test_config(), &services_for("llm", &[&upstream], &[])).await;
+    gateway.wait_ready().await;
+    for _ in 0..3 {
+        let (status, _, _) = gateway.post("/v1/chat/completions", &chat("llm/m")).await;
+        assert_eq!(status, 200);
+    }
+    let mut response = gateway.client.get(gateway.url("/metrics")).send().await.expect("metrics");
+    assert_eq!(response.status().as_u16(), 200);
+    let text = String::from_utf8(response.body().await.expect("body").to_vec()).expect("utf8");
+    let endpoint = format!("127.0.0.1:{}", upstream.addr.port());
+    for expected in [
+        r#"gateway_http_requests_total{endpoint="/v1/chat/completions",method="POST",status="200"} 3"#.to_string(),
+        r#"gateway_overhead_seconds_count{route="chat_completions"} 3"#.to_string(),
+        format!(r#"gateway_upstream_request_duration_seconds_count{{endpoint="{endpoint}",outcome="success",service="llm"}} 3"#),
+        format!(r#"gateway_upstream_endpoint_healthy{{endpoint="{endpoint}",origin="static",service="llm"}} 1"#),
+    ] {
+        assert!(text.contains(&expected), "missing {expected} in\n{text}");
+    }
+    gateway.stop().await;
+
+    let mut raw = test_config();
+    raw.monitoring.prometheus_enabled = false;
+    let quiet = start_gateway(raw, &services_for("llm", &[&upstream], &[])).await;
+    let response = quiet.client.get(quiet.url("/metrics")).send().await.expect("response");
+    assert_eq!(response.status().as_u16(), 404);
+    quiet.stop().await;
+}
+
+#[actix_rt::test]
+async fn health_is_live_while_ready_waits_for_endpoints() {
+    let upstream = mock("a");
+    upstream.state.set_mode(Mode::Fail);
+    let gateway = start_gateway(test_config(), &services_for("llm", &[&upstream], &[])).await;
+    let (status, body) = gateway.get_json("/health").await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+    let (status, body) = gateway.get_json("/ready").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "not_ready");
+    upstream.state.set_mode(Mode::Normal);
+    gateway.wait_ready().await;
+    gateway.stop().await;
+}

@@ -1,0 +1,165 @@
+//! Failure handling: failover before the first byte, ejection and re-admission, timeouts, and
+//! the errors a client sees when nothing can answer.
+
+mod common;
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use common::*;
+use gateway::config::raw::RawStrategy;
+use serde_json::json;
+
+struct LoadCounters {
+    ok: Cell<u64>,
+    failed: Cell<u64>,
+    stop: Cell<bool>,
+}
+
+async fn eligible(gateway: &TestGateway, address: &str) -> bool {
+    let pool = gateway.registry.pool("llm").expect("pool");
+    let state = pool.state().await.expect("state");
+    state.endpoints.iter().any(|e| e.address == address && e.eligible)
+}
+
+#[actix_rt::test]
+async fn killing_an_upstream_under_load_fails_no_request() {
+    let mocks = [mock("a"), mock("b"), mock("c")];
+    let mut raw = test_config();
+    raw.upstream_defaults.strategy = Some(RawStrategy::RoundRobin);
+    raw.upstream_defaults.ejection_consecutive_failures = Some(2);
+    raw.upstream_defaults.ejection_base_ms = Some(300);
+    let gateway = start_gateway(raw, &services_for("llm", &[&mocks[0], &mocks[1], &mocks[2]], &[])).await;
+    let victim = format!("127.0.0.1:{}", mocks[1].addr.port());
+    let registry = gateway.registry.clone();
+    wait_for("three eligible endpoints", || {
+        let registry = registry.clone();
+        async move { registry.pool("llm").is_some_and(|p| p.snapshot().eligible.len() == 3) }
+    })
+    .await;
+
+    let counters = Rc::new(LoadCounters { ok: Cell::new(0), failed: Cell::new(0), stop: Cell::new(false) });
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let counters = Rc::clone(&counters);
+        let client = client();
+        let url = gateway.url("/v1/chat/completions");
+        workers.push(actix_web::rt::spawn(async move {
+            while !counters.stop.get() {
+                let result = client.post(&url).send_json(&chat("llm/m")).await;
+                match result {
+                    Ok(mut response) if response.status().is_success() => {
+                        let _ = response.body().await;
+                        counters.ok.set(counters.ok.get() + 1);
+                    }
+                    _ => counters.failed.set(counters.failed.get() + 1),
+                }
+            }
+        }));
+    }
+    let load = Rc::clone(&counters);
+    wait_for("load to run", || { let c = Rc::clone(&load); async move { c.ok.get() >= 40 } }).await;
+
+    mocks[1].stop().await;
+    wait_for("the dead endpoint to be taken out", || eligible_not(&gateway, &victim)).await;
+    let pool = gateway.registry.pool("llm").expect("pool");
+    let state = pool.state().await.expect("state");
+    let dead = state.endpoints.iter().find(|e| e.address == victim).expect("still known");
+    assert!(dead.ejections >= 1, "passive ejection happened: {dead:?}");
+    let during = counters.ok.get();
+    wait_for("load to continue without it", || { let c = Rc::clone(&load); async move { c.ok.get() >= during + 60 } }).await;
+
+    let revived = MockUpstream::start_with_state(&victim, mocks[1].state.clone(), 1).expect("restart on the same port");
+    wait_for("the endpoint to be re-admitted", || eligible(&gateway, &victim)).await;
+    let before = revived.state.requests();
+    wait_for("traffic to reach it again", || { let s = revived.state.clone(); async move { s.requests() > before + 5 } }).await;
+
+    counters.stop.set(true);
+    for worker in workers {
+        worker.await.expect("load worker");
+    }
+    assert_eq!(counters.failed.get(), 0, "{} requests succeeded", counters.ok.get());
+    gateway.stop().await;
+}
+
+async fn eligible_not(gateway: &TestGateway, address: &str) -> bool {
+    !eligible(gateway, address).await
+}
+
+#[actix_rt::test]
+async fn failing_upstreams_give_502_after_bounded_attempts() {
+    let mocks = [mock("a"), mock("b")];
+    let gateway = start_gateway(test_config(), &services_for("llm", &[&mocks[0], &mocks[1]], &[])).await;
+    gateway.wait_ready().await;
+    for m in &mocks {
+        m.state.set_mode(Mode::Fail);
+    }
+    let (status, _, body) = gateway.post("/v1/chat/completions", &chat("llm/m")).await;
+    assert_eq!(status, 502, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(error_code(&body), "upstream_error");
+    // Two endpoints, three attempts allowed: each endpoint is tried once, none twice.
+    assert_eq!(mocks.iter().map(|m| m.state.requests()).sum::<u64>(), 2);
+    gateway.stop().await;
+}
+
+#[actix_rt::test]
+async fn retry_budget_bounds_retries() {
+    let mocks = [mock("a"), mock("b")];
+    let mut raw = test_config();
+    raw.upstream_defaults.retry_budget_min = Some(0);
+    raw.upstream_defaults.retry_budget_ratio = Some(0.0);
+    let gateway = start_gateway(raw, &services_for("llm", &[&mocks[0], &mocks[1]], &[])).await;
+    gateway.wait_ready().await;
+    for m in &mocks {
+        m.state.set_mode(Mode::Fail);
+    }
+    let (status, _, _) = gateway.post("/v1/chat/completions", &chat("llm/m")).await;
+    assert_eq!(status, 502);
+    assert_eq!(mocks.iter().map(|m| m.state.requests()).sum::<u64>(), 1, "no budget, no retry");
+    gateway.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_hanging_upstream_times_out_with_504() {
+    let upstream = mock("a");
+    let mut raw = test_config();
+    raw.upstream_defaults.first_byte_timeout_ms = Some(300);
+    raw.upstream_defaults.max_attempts = Some(1);
+    let gateway = start_gateway(raw, &services_for("llm", &[&upstream], &[])).await;
+    gateway.wait_ready().await;
+    upstream.state.set_mode(Mode::Hang);
+    let (status, _, body) = gateway.post("/v1/chat/completions", &chat("llm/m")).await;
+    assert_eq!(status, 504, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(error_code(&body), "upstream_timeout");
+    gateway.stop().await;
+}
+
+#[actix_rt::test]
+async fn no_endpoint_gives_503() {
+    let upstream = mock("a");
+    let services = json!({
+        "empty": {"instances": []},
+        "llm": {"host": "127.0.0.1", "port": upstream.addr.port(), "health_check": "/health"}
+    });
+    let gateway = start_gateway(test_config(), &services).await;
+    let (status, _, body) = gateway.post("/v1/chat/completions", &chat("empty/m")).await;
+    assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(error_code(&body), "no_healthy_upstream");
+
+    // An upstream that fails its health checks leaves the service without endpoints too.
+    gateway.wait_ready().await;
+    upstream.state.set_mode(Mode::Fail);
+    let registry = gateway.registry.clone();
+    wait_for("the endpoint to turn unhealthy", || {
+        let registry = registry.clone();
+        async move { registry.pool("llm").is_some_and(|p| p.snapshot().eligible.is_empty()) }
+    })
+    .await;
+    let (status, _, body) = gateway.post("/v1/chat/completions", &chat("llm/m")).await;
+    assert_eq!(status, 503);
+    assert_eq!(error_code(&body), "no_healthy_upstream");
+    let (status, ready) = gateway.get_json("/ready").await;
+    assert_eq!(status, 503);
+    assert_eq!(ready["services"]["llm"]["ready"], false);
+    gateway.stop().await;
+}
