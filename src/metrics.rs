@@ -24,6 +24,7 @@ pub struct Metrics {
     endpoint_healthy: IntGaugeVec,
     endpoint_in_flight: IntGaugeVec,
     stream_faults: IntCounterVec,
+    discovery_errors: prometheus::IntGauge,
 }
 
 impl Metrics {
@@ -63,6 +64,11 @@ impl Metrics {
             ),
             &["service", "fault"],
         )?;
+        let discovery_errors = prometheus::IntGauge::new(
+            "gateway_discovery_errors_total",
+            "Discovery results rejected (broken service files, unreachable back-ends); the last good set stays.",
+        )?;
+        registry.register(Box::new(discovery_errors.clone()))?;
         registry.register(Box::new(upstream_duration.clone()))?;
         registry.register(Box::new(overhead.clone()))?;
         registry.register(Box::new(endpoint_healthy.clone()))?;
@@ -75,6 +81,7 @@ impl Metrics {
             endpoint_healthy,
             endpoint_in_flight,
             stream_faults,
+            discovery_errors,
         })
     }
 
@@ -97,6 +104,8 @@ impl Metrics {
     /// Refreshes the endpoint gauges from the pools; called on every scrape, so the request
     /// path never touches them.
     pub async fn refresh_endpoints(&self, registry: &UpstreamRegistryHandle) {
+        self.discovery_errors
+            .set(i64::try_from(registry.discovery_errors()).unwrap_or(i64::MAX));
         self.endpoint_healthy.reset();
         self.endpoint_in_flight.reset();
         for (service, pool) in registry.pools() {

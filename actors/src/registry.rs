@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -22,9 +22,19 @@ pub struct UpstreamRegistryHandle {
     addr: Addr<UpstreamRegistry>,
     pools: Arc<ArcSwap<PoolMap>>,
     discovered: Arc<AtomicBool>,
+    discovery_errors: Arc<AtomicU64>,
 }
 
 impl UpstreamRegistryHandle {
+    /// Discovery results rejected so far (broken files, unreachable back-ends).
+    pub fn discovery_errors(&self) -> u64 {
+        self.discovery_errors.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn note_discovery_error(&self) {
+        self.discovery_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn pool(&self, service: &str) -> Option<UpstreamPoolHandle> {
         self.pools.load().get(service).cloned()
     }
@@ -109,6 +119,7 @@ impl UpstreamRegistry {
             addr,
             pools: shared,
             discovered,
+            discovery_errors: Arc::new(AtomicU64::new(0)),
         }
     }
 }

@@ -1,0 +1,142 @@
+//! Configuration layering, environment names, and errors that name their path.
+
+use std::path::Path;
+
+use super::env::environment_layer;
+use super::*;
+
+fn load(files: &[(&str, &str)], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).expect("write");
+    }
+    let source = ConfigSource {
+        dir: dir.path().to_path_buf(),
+        env: "development".into(),
+    };
+    let vars = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    let raw = load_raw(&source, environment_layer(vars))?;
+    validate(raw, &source.env)
+}
+
+fn check_error(files: &[(&str, &str)], env: &[(&str, &str)], fragments: &[&str]) {
+    let error = load(files, env).expect_err("should be rejected").to_string();
+    for fragment in fragments {
+        assert!(error.contains(fragment), "{error:?} lacks {fragment:?}");
+    }
+}
+
+#[test]
+fn defaults_alone_are_valid() {
+    let config = load(&[], &[]).expect("valid");
+    assert_eq!(config.server.bind, "0.0.0.0:8080");
+    assert_eq!(config.server.max_body_bytes, 4 * 1024 * 1024);
+    assert_eq!(config.registry.defaults.strategy, BalanceStrategy::P2cEwma);
+    assert!(config.tls.is_none());
+    assert!(config.gzip && config.metrics);
+    assert!(config.discovery.is_some());
+}
+
+#[test]
+fn layers_apply_in_order() {
+    let files = [
+        ("default.toml", "[server]\nbind = \"127.0.0.1:1\"\nworkers = 3\n"),
+        ("development.toml", "[server]\nbind = \"127.0.0.1:2\"\n"),
+        ("production.toml", "[server]\nbind = \"127.0.0.1:9\"\n"),
+    ];
+    let config = load(&files, &[]).expect("valid");
+    assert_eq!((config.server.bind.as_str(), config.server.workers), ("127.0.0.1:2", 3));
+    let config = load(&files, &[("GATEWAY_BIND", "127.0.0.1:3")]).expect("valid");
+    assert_eq!(config.server.bind, "127.0.0.1:3");
+}
+
+#[test]
+fn operator_environment_names_work() {
+    let env = [
+        ("SERVICE_DISCOVERY_ENABLED", "true"),
+        ("SERVICE_DISCOVERY_TYPE", "static"),
+        ("SERVICE_DISCOVERY_STATIC_FILE", "/etc/gw/services.json"),
+        ("PROTOCOL_CONVERSION_ENABLED", "false"),
+        ("MONITORING_ENABLED", "true"),
+        ("PROMETHEUS_ENABLED", "false"),
+        ("GZIP_ENABLED", "false"),
+        ("CORS_ENABLED", "true"),
+        ("CORS_ALLOWED_ORIGINS", "https://a.example, https://b.example"),
+        ("LOG_FORMAT", "json"),
+        ("GATEWAY__UPSTREAM_DEFAULTS__STRATEGY", "round_robin"),
+        ("GATEWAY__SERVICES__OPENAI__API_KEY", "sk-secret"),
+        ("UNRELATED_VARIABLE", "ignored"),
+    ];
+    let config = load(&[], &env).expect("valid");
+    let discovery = config.discovery.as_ref().expect("discovery on");
+    assert_eq!(discovery.static_file, Path::new("/etc/gw/services.json"));
+    assert!(!config.protocol_conversion && !config.metrics && !config.gzip);
+    assert_eq!(
+        config.cors_allowed_origins.as_deref(),
+        Some(&["https://a.example".to_string(), "https://b.example".to_string()][..])
+    );
+    assert_eq!(config.log_format, LogFormat::Json);
+    assert_eq!(config.registry.defaults.strategy, BalanceStrategy::RoundRobin);
+    let openai = &config.registry.services["openai"];
+    assert_eq!(openai.api_key.as_deref(), Some("sk-secret"));
+    assert_eq!(openai.strategy, BalanceStrategy::RoundRobin, "services inherit the defaults");
+
+    let config = load(&[], &[("SERVICE_DISCOVERY_ENABLED", "false"), ("CORS_ENABLED", "false")]).expect("valid");
+    assert!(config.discovery.is_none() && config.cors_allowed_origins.is_none());
+}
+
+#[test]
+fn unknown_keys_name_their_path_and_origin() {
+    check_error(&[("default.toml", "[server]\ncolour = \"red\"\n")], &[], &["server.colour", "default.toml"]);
+    check_error(&[("development.toml", "[sever]\nbind = \"x\"\n")], &[], &["sever"]);
+    check_error(&[], &[("GATEWAY__SERVER__COLOUR", "red")], &["server.colour", "GATEWAY__SERVER__COLOUR"]);
+}
+
+#[test]
+fn bad_values_are_reported_together() {
+    check_error(
+        &[(
+            "development.toml",
+            "[upstream_defaults]\nmax_attempts = 0\nconnect_timeout_ms = 0\n[services.llm]\nhealth_check_path = \"health\"\n",
+        )],
+        &[],
+        &[
+            "upstream_defaults.max_attempts: must be at least 1",
+            "upstream_defaults.connect_timeout_ms: must be positive",
+            "services.llm.health_check_path: must start with '/'",
+        ],
+    );
+    check_error(&[("default.toml", "[upstream_defaults]\nstrategy = \"fastest\"\n")], &[], &["upstream_defaults.strategy", "fastest"]);
+    check_error(&[], &[("GATEWAY_WORKERS", "many")], &["server.workers", "GATEWAY_WORKERS"]);
+    check_error(&[], &[("TLS_ENABLED", "true")], &["tls: cert_file and key_file are required"]);
+    check_error(
+        &[],
+        &[("TLS_ENABLED", "true"), ("TLS_CERT_FILE", "/nonexistent/cert.pem"), ("TLS_KEY_FILE", "/nonexistent/key.pem")],
+        &["tls.cert_file", "does not exist"],
+    );
+    check_error(
+        &[("default.toml", "[[models]]\nname = \"a\"\nservice = \"s\"\nupstream_model = \"m\"\n[[models]]\nname = \"a\"\nservice = \"t\"\nupstream_model = \"m\"\n")],
+        &[],
+        &["models[1].name", "defined twice"],
+    );
+}
+
+#[test]
+fn later_discovery_back_ends_are_refused_clearly() {
+    check_error(&[], &[("SERVICE_DISCOVERY_TYPE", "consul")], &["discovery.type", "not built yet"]);
+    check_error(&[], &[("SERVICE_DISCOVERY_TYPE", "kubernetes")], &["not built yet"]);
+    check_error(&[], &[("SERVICE_DISCOVERY_TYPE", "zookeeper")], &["discovery.type", "zookeeper"]);
+}
+
+#[test]
+fn secrets_are_masked_when_printed() {
+    let config = load(
+        &[("default.toml", "[services.openai]\napi_key = \"sk-live-123\"\n")],
+        &[("GATEWAY__UPSTREAM_DEFAULTS__API_KEY", "sk-default-456")],
+    )
+    .expect("valid");
+    let printed = config.render_masked();
+    assert!(!printed.contains("sk-live-123") && !printed.contains("sk-default-456"), "{printed}");
+    assert!(printed.contains("api_key = \"********\""), "{printed}");
+    assert!(printed.contains("[services.openai]"));
+}

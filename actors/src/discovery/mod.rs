@@ -105,6 +105,7 @@ impl DiscoveryWatcher {
                         }
                         Ok(None) => {}
                         Err(error) => {
+                            watcher.registry.note_discovery_error();
                             tracing::warn!(origin = origin.as_str(), %error, "discovery failed; keeping the last good service set");
                         }
                     }

@@ -1,0 +1,128 @@
+//! The built binary, run the way the README runs it: `gateway check-config`, then
+//! `gateway serve` with the development configuration, a chat request, and a graceful SIGTERM
+//! that lets an open stream finish.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use futures_util::StreamExt;
+use serde_json::json;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_gateway");
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+#[test]
+fn check_config_validates_and_masks() {
+    let output = Command::new(BINARY)
+        .arg("check-config")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("GATEWAY__SERVICES__OPENAI__API_KEY", "sk-very-secret")
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("# environment: development") && stdout.contains("[server]"), "{stdout}");
+    assert!(!stdout.contains("sk-very-secret"), "{stdout}");
+
+    let output = Command::new(BINARY)
+        .arg("check-config")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("SERVICE_DISCOVERY_TYPE", "consul")
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not built yet"));
+}
+
+#[actix_rt::test]
+async fn serve_answers_and_drains_streams_on_sigterm() {
+    let upstream = MockUpstream::start(
+        "127.0.0.1:0",
+        MockOptions {
+            name: "echo".into(),
+            chunks: 20,
+            chunk_delay: Duration::from_millis(25),
+            ..MockOptions::default()
+        },
+    )
+    .expect("mock");
+    let dir = tempfile::tempdir().expect("dir");
+    let services = dir.path().join("services.json");
+    let spec = json!({"echo": {"host": "127.0.0.1", "port": upstream.addr.port(), "protocol": "http", "health_check": "/health"}});
+    std::fs::write(&services, spec.to_string()).expect("write");
+    let port = free_port();
+    let child = Command::new(BINARY)
+        .arg("serve")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("GATEWAY_BIND", format!("127.0.0.1:{port}"))
+        .env("SERVICE_DISCOVERY_STATIC_FILE", &services)
+        .env("GATEWAY__SERVER__SHUTDOWN_TIMEOUT_SECS", "10")
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let mut child = KillOnDrop(child);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = client();
+    let ready = format!("{base}/ready");
+    let probe = client.clone();
+    wait_for("the binary to be ready", || {
+        let client = probe.clone();
+        let url = ready.clone();
+        async move { client.get(url).send().await.is_ok_and(|r| r.status().is_success()) }
+    })
+    .await;
+
+    // The README's first request: the development config's "echo" alias.
+    let mut response = client
+        .post(format!("{base}/v1/chat/completions"))
+        .send_json(&json!({"model": "echo", "messages": [{"role": "user", "content": "hi"}]}))
+        .await
+        .expect("chat");
+    assert_eq!(response.status().as_u16(), 200);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["choices"][0]["message"]["content"], "echo: hi");
+
+    // Open a stream, then ask the gateway to stop: the stream still completes.
+    let mut stream = client
+        .post(format!("{base}/v1/chat/completions"))
+        .send_json(&json!({"model": "echo", "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+        .await
+        .expect("stream");
+    let first = stream.next().await.expect("first chunk").expect("bytes");
+    assert!(first.starts_with(b"data: "));
+    let status = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let mut rest = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        rest.extend_from_slice(&chunk.expect("chunk"));
+    }
+    assert!(rest.ends_with(b"data: [DONE]\n\n"), "{}", String::from_utf8_lossy(&rest));
+    let exit = tokio::task::spawn_blocking(move || child.0.wait().map(|s| (s, child)))
+        .await
+        .expect("join")
+        .expect("wait");
+    assert!(exit.0.success(), "graceful exit: {:?}", exit.0);
+}
