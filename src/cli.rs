@@ -10,7 +10,11 @@ use crate::config::{Config, ConfigSource};
 use crate::{server, telemetry};
 
 #[derive(Debug, Parser)]
-#[command(name = "gateway", version, about = "OpenAI-compatible AI service gateway")]
+#[command(
+    name = "gateway",
+    version,
+    about = "OpenAI-compatible AI service gateway"
+)]
 pub struct Cli {
     /// Directory holding default.toml and <env>.toml (default: $GATEWAY_CONFIG_DIR or ./config).
     #[arg(long, global = true)]
@@ -46,7 +50,11 @@ fn check_config(config: &Config) -> anyhow::Result<()> {
             discovery.poll_interval,
         );
         let services = runtime.block_on(backend.read())?;
-        eprintln!("discovery: {} service(s) in {}", services.len(), discovery.static_file.display());
+        eprintln!(
+            "discovery: {} service(s) in {}",
+            services.len(),
+            discovery.static_file.display()
+        );
     }
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "# environment: {}", config.env)?;

@@ -15,7 +15,10 @@ pub enum GatewayError {
     #[error("You must provide the '{0}' parameter.")]
     MissingParameter(&'static str),
     #[error("Invalid value for '{param}': {message}")]
-    InvalidParameter { param: &'static str, message: String },
+    InvalidParameter {
+        param: &'static str,
+        message: String,
+    },
     #[error("Unsupported content type {0:?}; send application/json.")]
     UnsupportedMediaType(String),
     #[error("The request body exceeds the limit of {limit} bytes.")]
@@ -66,7 +69,9 @@ impl GatewayError {
             | GatewayError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
             GatewayError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            GatewayError::ModelNotFound(_) | GatewayError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
+            GatewayError::ModelNotFound(_) | GatewayError::RouteNotFound { .. } => {
+                StatusCode::NOT_FOUND
+            }
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::NoHealthyEndpoint { .. } | GatewayError::Overloaded => {
                 StatusCode::SERVICE_UNAVAILABLE

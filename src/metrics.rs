@@ -54,7 +54,10 @@ impl Metrics {
             &["service", "endpoint", "origin"],
         )?;
         let endpoint_in_flight = IntGaugeVec::new(
-            Opts::new("gateway_upstream_endpoint_in_flight", "Requests in flight per endpoint."),
+            Opts::new(
+                "gateway_upstream_endpoint_in_flight",
+                "Requests in flight per endpoint.",
+            ),
             &["service", "endpoint"],
         )?;
         let stream_faults = IntCounterVec::new(
@@ -85,7 +88,13 @@ impl Metrics {
         })
     }
 
-    pub fn observe_upstream(&self, service: &str, endpoint: &str, outcome: &str, elapsed: Duration) {
+    pub fn observe_upstream(
+        &self,
+        service: &str,
+        endpoint: &str,
+        outcome: &str,
+        elapsed: Duration,
+    ) {
         self.upstream_duration
             .with_label_values(&[service, endpoint, outcome])
             .observe(elapsed.as_secs_f64());
@@ -98,7 +107,9 @@ impl Metrics {
     }
 
     pub fn count_stream_fault(&self, service: &str, fault: &str) {
-        self.stream_faults.with_label_values(&[service, fault]).inc();
+        self.stream_faults
+            .with_label_values(&[service, fault])
+            .inc();
     }
 
     /// Refreshes the endpoint gauges from the pools; called on every scrape, so the request
@@ -114,7 +125,11 @@ impl Metrics {
             };
             for endpoint in state.endpoints {
                 self.endpoint_healthy
-                    .with_label_values(&[service.as_str(), endpoint.address.as_str(), endpoint.origin])
+                    .with_label_values(&[
+                        service.as_str(),
+                        endpoint.address.as_str(),
+                        endpoint.origin,
+                    ])
                     .set(i64::from(endpoint.eligible));
                 self.endpoint_in_flight
                     .with_label_values(&[service.as_str(), endpoint.address.as_str()])

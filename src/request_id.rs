@@ -19,9 +19,7 @@ pub struct RequestId(pub Arc<str>);
 
 fn acceptable(value: &HeaderValue) -> Option<&str> {
     let text = value.to_str().ok()?;
-    let sane = !text.is_empty()
-        && text.len() <= 128
-        && text.bytes().all(|b| b.is_ascii_graphic());
+    let sane = !text.is_empty() && text.len() <= 128 && text.bytes().all(|b| b.is_ascii_graphic());
     sane.then_some(text)
 }
 

@@ -90,7 +90,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
             .app_data(web::Data::new(UpstreamClients::default()))
             .configure(|app| routes::configure(app, metrics_enabled))
             .wrap(Condition::new(gzip, Compress::default()))
-            .wrap(Condition::new(cors_origins.is_some(), cors(cors_origins.as_deref())))
+            .wrap(Condition::new(
+                cors_origins.is_some(),
+                cors(cors_origins.as_deref()),
+            ))
             .wrap(Condition::new(metrics_enabled, http_metrics.clone()))
             .wrap(TracingLogger::<GatewayRootSpan>::new())
             .wrap(from_fn(request_id::middleware))
@@ -104,7 +107,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
     let (server, scheme) = match &config.tls {
         Some(tls_config) => {
             let rustls = tls::server_config(tls_config)?;
-            (server.bind_rustls_0_23(&config.server.bind, rustls), "https")
+            (
+                server.bind_rustls_0_23(&config.server.bind, rustls),
+                "https",
+            )
         }
         None => (server.bind(&config.server.bind), "http"),
     };

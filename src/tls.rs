@@ -14,7 +14,10 @@ pub fn server_config(tls: &TlsConfig) -> anyhow::Result<ServerConfig> {
         .collect::<Result<_, _>>()
         .map_err(|error| anyhow::anyhow!("tls.cert_file {}: {error}", tls.cert_file.display()))?;
     if certs.is_empty() {
-        anyhow::bail!("tls.cert_file {}: no certificate found", tls.cert_file.display());
+        anyhow::bail!(
+            "tls.cert_file {}: no certificate found",
+            tls.cert_file.display()
+        );
     }
     let key = PrivateKeyDer::from_pem_file(&tls.key_file)
         .map_err(|error| anyhow::anyhow!("tls.key_file {}: {error}", tls.key_file.display()))?;

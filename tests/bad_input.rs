@@ -5,13 +5,28 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-async fn check(gateway: &TestGateway, path: &str, content_type: &str, body: &[u8], status: u16, code: &str) {
+async fn check(
+    gateway: &TestGateway,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+    status: u16,
+    code: &str,
+) {
     let (got, _, reply) = gateway.post_raw(path, content_type, body.to_vec()).await;
     let text = String::from_utf8_lossy(&reply).to_string();
-    assert_eq!(got, status, "{path} {:?}: {text}", String::from_utf8_lossy(body));
-    let parsed: Value = serde_json::from_slice(&reply).unwrap_or_else(|_| panic!("JSON error body: {text}"));
+    assert_eq!(
+        got,
+        status,
+        "{path} {:?}: {text}",
+        String::from_utf8_lossy(body)
+    );
+    let parsed: Value =
+        serde_json::from_slice(&reply).unwrap_or_else(|_| panic!("JSON error body: {text}"));
     assert_eq!(parsed["error"]["code"], code, "{text}");
-    assert!(parsed["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(parsed["error"]["message"]
+        .as_str()
+        .is_some_and(|m| !m.is_empty()));
     assert!(parsed["error"]["type"].as_str().is_some());
 }
 
@@ -28,20 +43,104 @@ async fn bad_requests_get_clear_errors() {
     check(&gateway, chat_path, json, b"{not json", 400, "invalid_json").await;
     check(&gateway, chat_path, json, b"", 400, "invalid_json").await;
     check(&gateway, chat_path, json, b"[]", 400, "invalid_json").await;
-    check(&gateway, chat_path, json, br#"{"messages":[{"role":"user","content":"x"}]}"#, 400, "missing_required_parameter").await;
-    check(&gateway, chat_path, json, br#"{"model":"llm/m"}"#, 400, "missing_required_parameter").await;
-    check(&gateway, chat_path, json, br#"{"model":"llm/m","messages":[]}"#, 400, "invalid_parameter").await;
-    check(&gateway, chat_path, json, br#"{"model":42,"messages":[{}]}"#, 400, "invalid_parameter").await;
-    check(&gateway, chat_path, json, br#"{"model":"nope","messages":[{}]}"#, 404, "model_not_found").await;
-    check(&gateway, chat_path, json, br#"{"model":"other/m","messages":[{}]}"#, 404, "model_not_found").await;
-    check(&gateway, chat_path, "text/plain", br#"{"model":"llm/m","messages":[{}]}"#, 415, "unsupported_media_type").await;
-    let big = format!(r#"{{"model":"llm/m","messages":[{{"content":"{}"}}]}}"#, "x".repeat(2048));
-    check(&gateway, chat_path, json, big.as_bytes(), 413, "payload_too_large").await;
-    check(&gateway, "/v1/embeddings", json, br#"{"model":"llm/m"}"#, 400, "missing_required_parameter").await;
+    check(
+        &gateway,
+        chat_path,
+        json,
+        br#"{"messages":[{"role":"user","content":"x"}]}"#,
+        400,
+        "missing_required_parameter",
+    )
+    .await;
+    check(
+        &gateway,
+        chat_path,
+        json,
+        br#"{"model":"llm/m"}"#,
+        400,
+        "missing_required_parameter",
+    )
+    .await;
+    check(
+        &gateway,
+        chat_path,
+        json,
+        br#"{"model":"llm/m","messages":[]}"#,
+        400,
+        "invalid_parameter",
+    )
+    .await;
+    check(
+        &gateway,
+        chat_path,
+        json,
+        br#"{"model":42,"messages":[{}]}"#,
+        400,
+        "invalid_parameter",
+    )
+    .await;
+    check(
+        &gateway,
+        chat_path,
+        json,
+        br#"{"model":"nope","messages":[{}]}"#,
+        404,
+        "model_not_found",
+    )
+    .await;
+    check(
+        &gateway,
+        chat_path,
+        json,
+        br#"{"model":"other/m","messages":[{}]}"#,
+        404,
+        "model_not_found",
+    )
+    .await;
+    check(
+        &gateway,
+        chat_path,
+        "text/plain",
+        br#"{"model":"llm/m","messages":[{}]}"#,
+        415,
+        "unsupported_media_type",
+    )
+    .await;
+    let big = format!(
+        r#"{{"model":"llm/m","messages":[{{"content":"{}"}}]}}"#,
+        "x".repeat(2048)
+    );
+    check(
+        &gateway,
+        chat_path,
+        json,
+        big.as_bytes(),
+        413,
+        "payload_too_large",
+    )
+    .await;
+    check(
+        &gateway,
+        "/v1/embeddings",
+        json,
+        br#"{"model":"llm/m"}"#,
+        400,
+        "missing_required_parameter",
+    )
+    .await;
     check(&gateway, "/v1/nothing", json, b"{}", 404, "not_found").await;
-    assert_eq!(upstream.state.requests(), 0, "no bad request may reach the upstream");
+    assert_eq!(
+        upstream.state.requests(),
+        0,
+        "no bad request may reach the upstream"
+    );
 
-    let mut response = gateway.client.get(gateway.url(chat_path)).send().await.expect("response");
+    let mut response = gateway
+        .client
+        .get(gateway.url(chat_path))
+        .send()
+        .await
+        .expect("response");
     assert_eq!(response.status().as_u16(), 405);
     let body = response.body().await.expect("body");
     assert_eq!(error_code(&body), "method_not_allowed");
@@ -66,6 +165,9 @@ async fn oversized_body_without_content_length_is_refused() {
         .await
         .expect("response");
     assert_eq!(response.status().as_u16(), 413);
-    assert_eq!(error_code(&response.body().await.expect("body")), "payload_too_large");
+    assert_eq!(
+        error_code(&response.body().await.expect("body")),
+        "payload_too_large"
+    );
     gateway.stop().await;
 }

@@ -17,7 +17,11 @@ async fn distribution(strategy: RawStrategy, weights: &[u32], requests: usize) -
     let expected = weights.len();
     wait_for("all endpoints eligible", || {
         let registry = registry.clone();
-        async move { registry.pool("llm").is_some_and(|p| p.snapshot().eligible.len() == expected) }
+        async move {
+            registry
+                .pool("llm")
+                .is_some_and(|p| p.snapshot().eligible.len() == expected)
+        }
     })
     .await;
     for _ in 0..requests {
@@ -30,18 +34,27 @@ async fn distribution(strategy: RawStrategy, weights: &[u32], requests: usize) -
 
 #[actix_rt::test]
 async fn round_robin_is_even() {
-    assert_eq!(distribution(RawStrategy::RoundRobin, &[1, 1, 1], 90).await, vec![30, 30, 30]);
+    assert_eq!(
+        distribution(RawStrategy::RoundRobin, &[1, 1, 1], 90).await,
+        vec![30, 30, 30]
+    );
 }
 
 #[actix_rt::test]
 async fn weighted_honours_weights() {
-    assert_eq!(distribution(RawStrategy::Weighted, &[1, 2, 3], 120).await, vec![20, 40, 60]);
+    assert_eq!(
+        distribution(RawStrategy::Weighted, &[1, 2, 3], 120).await,
+        vec![20, 40, 60]
+    );
 }
 
 #[actix_rt::test]
 async fn least_inflight_spreads_sequential_load() {
     // Sequential requests leave every endpoint idle, so ties rotate evenly.
-    assert_eq!(distribution(RawStrategy::LeastInflight, &[1, 1, 1], 60).await, vec![20, 20, 20]);
+    assert_eq!(
+        distribution(RawStrategy::LeastInflight, &[1, 1, 1], 60).await,
+        vec![20, 20, 20]
+    );
 }
 
 #[actix_rt::test]
@@ -62,7 +75,11 @@ async fn p2c_ewma_avoids_a_slow_endpoint() {
     let registry = gateway.registry.clone();
     wait_for("all endpoints eligible", || {
         let registry = registry.clone();
-        async move { registry.pool("llm").is_some_and(|p| p.snapshot().eligible.len() == 3) }
+        async move {
+            registry
+                .pool("llm")
+                .is_some_and(|p| p.snapshot().eligible.len() == 3)
+        }
     })
     .await;
     for _ in 0..100 {
@@ -72,6 +89,9 @@ async fn p2c_ewma_avoids_a_slow_endpoint() {
     gateway.stop().await;
     let slow_share = slow.state.requests();
     let fast_share: Vec<u64> = fast.iter().map(|m| m.state.requests()).collect();
-    assert!(slow_share <= 10, "the 40 ms endpoint got {slow_share} of 100");
+    assert!(
+        slow_share <= 10,
+        "the 40 ms endpoint got {slow_share} of 100"
+    );
     assert!(fast_share.iter().all(|&c| c >= 20), "{fast_share:?}");
 }

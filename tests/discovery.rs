@@ -18,16 +18,23 @@ async fn edits_apply_live_and_broken_edits_keep_the_last_good_set() {
 
     // Swap the endpoint and add a service.
     let mut services = services_for("llm", &[&second], &[]);
-    services["extra"] = json!({"host": "127.0.0.1", "port": first.addr.port(), "health_check": "/health"});
+    services["extra"] =
+        json!({"host": "127.0.0.1", "port": first.addr.port(), "health_check": "/health"});
     gateway.write_services(&services);
     let registry = gateway.registry.clone();
     let second_port = second.addr.port();
     wait_for("the new endpoint set", || {
         let registry = registry.clone();
         async move {
-            let Some(pool) = registry.pool("llm") else { return false };
+            let Some(pool) = registry.pool("llm") else {
+                return false;
+            };
             let snapshot = pool.snapshot();
-            snapshot.known == 1 && snapshot.eligible.first().is_some_and(|e| e.spec.port == second_port)
+            snapshot.known == 1
+                && snapshot
+                    .eligible
+                    .first()
+                    .is_some_and(|e| e.spec.port == second_port)
         }
     })
     .await;
@@ -37,7 +44,11 @@ async fn edits_apply_live_and_broken_edits_keep_the_last_good_set() {
     let registry = gateway.registry.clone();
     wait_for("the new service", || {
         let registry = registry.clone();
-        async move { registry.pool("extra").is_some_and(|p| !p.snapshot().eligible.is_empty()) }
+        async move {
+            registry
+                .pool("extra")
+                .is_some_and(|p| !p.snapshot().eligible.is_empty())
+        }
     })
     .await;
     let (status, _, _) = gateway.post("/v1/chat/completions", &chat("extra/m")).await;
@@ -65,9 +76,12 @@ async fn edits_apply_live_and_broken_edits_keep_the_last_good_set() {
     wait_for("recovery after the broken edit", || {
         let registry = registry.clone();
         async move {
-            registry
-                .pool("llm")
-                .is_some_and(|p| p.snapshot().eligible.first().is_some_and(|e| e.spec.port == first_port))
+            registry.pool("llm").is_some_and(|p| {
+                p.snapshot()
+                    .eligible
+                    .first()
+                    .is_some_and(|e| e.spec.port == first_port)
+            })
         }
     })
     .await;

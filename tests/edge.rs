@@ -19,10 +19,15 @@ async fn json_answers_are_gzipped_when_asked() {
         .send_json(&chat("llm/m"))
         .await
         .expect("response");
-    assert_eq!(response.headers().get("content-encoding").expect("encoded"), "gzip");
+    assert_eq!(
+        response.headers().get("content-encoding").expect("encoded"),
+        "gzip"
+    );
     let compressed = response.body().await.expect("body");
     let mut text = String::new();
-    flate2::read::GzDecoder::new(&compressed[..]).read_to_string(&mut text).expect("gunzip");
+    flate2::read::GzDecoder::new(&compressed[..])
+        .read_to_string(&mut text)
+        .expect("gunzip");
     assert!(text.contains("echo: hello there"), "{text}");
     gateway.stop().await;
 
@@ -50,17 +55,32 @@ async fn cors_allows_configured_origins_only() {
     let preflight = |origin: &'static str| {
         gateway
             .client
-            .request(awc::http::Method::OPTIONS, gateway.url("/v1/chat/completions"))
+            .request(
+                awc::http::Method::OPTIONS,
+                gateway.url("/v1/chat/completions"),
+            )
             .insert_header(("origin", origin))
             .insert_header(("access-control-request-method", "POST"))
-            .insert_header(("access-control-request-headers", "authorization, content-type"))
+            .insert_header((
+                "access-control-request-headers",
+                "authorization, content-type",
+            ))
             .send()
     };
     let allowed = preflight("http://dash.example").await.expect("preflight");
     assert_eq!(allowed.status().as_u16(), 200);
-    assert_eq!(allowed.headers().get("access-control-allow-origin").expect("allowed"), "http://dash.example");
+    assert_eq!(
+        allowed
+            .headers()
+            .get("access-control-allow-origin")
+            .expect("allowed"),
+        "http://dash.example"
+    );
     let refused = preflight("http://evil.example").await.expect("preflight");
-    assert!(refused.headers().get("access-control-allow-origin").is_none());
+    assert!(refused
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
     assert_eq!(refused.status().as_u16(), 400);
     gateway.stop().await;
 }
@@ -92,16 +112,29 @@ async fn tls_serves_https() {
     let client = awc::Client::builder()
         .connector(awc::Connector::new().rustls_0_23(Arc::new(tls)))
         .finish();
-    let url = format!("https://localhost:{}/v1/chat/completions", gateway.addr.port());
+    let url = format!(
+        "https://localhost:{}/v1/chat/completions",
+        gateway.addr.port()
+    );
     let ready_url = format!("https://localhost:{}/ready", gateway.addr.port());
     let ready_client = client.clone();
     wait_for("https readiness", || {
         let client = ready_client.clone();
         let url = ready_url.clone();
-        async move { client.get(url).send().await.is_ok_and(|r| r.status().is_success()) }
+        async move {
+            client
+                .get(url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        }
     })
     .await;
-    let mut response = client.post(url).send_json(&chat("llm/m")).await.expect("https response");
+    let mut response = client
+        .post(url)
+        .send_json(&chat("llm/m"))
+        .await
+        .expect("https response");
     assert_eq!(response.status().as_u16(), 200);
     let body = response.body().await.expect("body");
     assert!(String::from_utf8_lossy(&body).contains("echo: hello there"));
@@ -117,7 +150,12 @@ async fn metrics_cover_routes_upstreams_overhead_and_health() {
         let (status, _, _) = gateway.post("/v1/chat/completions", &chat("llm/m")).await;
         assert_eq!(status, 200);
     }
-    let mut response = gateway.client.get(gateway.url("/metrics")).send().await.expect("metrics");
+    let mut response = gateway
+        .client
+        .get(gateway.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics");
     assert_eq!(response.status().as_u16(), 200);
     let text = String::from_utf8(response.body().await.expect("body").to_vec()).expect("utf8");
     let endpoint = format!("127.0.0.1:{}", upstream.addr.port());
@@ -134,7 +172,12 @@ async fn metrics_cover_routes_upstreams_overhead_and_health() {
     let mut raw = test_config();
     raw.monitoring.prometheus_enabled = false;
     let quiet = start_gateway(raw, &services_for("llm", &[&upstream], &[])).await;
-    let response = quiet.client.get(quiet.url("/metrics")).send().await.expect("response");
+    let response = quiet
+        .client
+        .get(quiet.url("/metrics"))
+        .send()
+        .await
+        .expect("response");
     assert_eq!(response.status().as_u16(), 404);
     quiet.stop().await;
 }

@@ -19,7 +19,10 @@ struct LoadCounters {
 async fn eligible(gateway: &TestGateway, address: &str) -> bool {
     let pool = gateway.registry.pool("llm").expect("pool");
     let state = pool.state().await.expect("state");
-    state.endpoints.iter().any(|e| e.address == address && e.eligible)
+    state
+        .endpoints
+        .iter()
+        .any(|e| e.address == address && e.eligible)
 }
 
 #[actix_rt::test]
@@ -29,16 +32,28 @@ async fn killing_an_upstream_under_load_fails_no_request() {
     raw.upstream_defaults.strategy = Some(RawStrategy::RoundRobin);
     raw.upstream_defaults.ejection_consecutive_failures = Some(2);
     raw.upstream_defaults.ejection_base_ms = Some(300);
-    let gateway = start_gateway(raw, &services_for("llm", &[&mocks[0], &mocks[1], &mocks[2]], &[])).await;
+    let gateway = start_gateway(
+        raw,
+        &services_for("llm", &[&mocks[0], &mocks[1], &mocks[2]], &[]),
+    )
+    .await;
     let victim = format!("127.0.0.1:{}", mocks[1].addr.port());
     let registry = gateway.registry.clone();
     wait_for("three eligible endpoints", || {
         let registry = registry.clone();
-        async move { registry.pool("llm").is_some_and(|p| p.snapshot().eligible.len() == 3) }
+        async move {
+            registry
+                .pool("llm")
+                .is_some_and(|p| p.snapshot().eligible.len() == 3)
+        }
     })
     .await;
 
-    let counters = Rc::new(LoadCounters { ok: Cell::new(0), failed: Cell::new(0), stop: Cell::new(false) });
+    let counters = Rc::new(LoadCounters {
+        ok: Cell::new(0),
+        failed: Cell::new(0),
+        stop: Cell::new(false),
+    });
     let mut workers = Vec::new();
     for _ in 0..4 {
         let counters = Rc::clone(&counters);
@@ -58,27 +73,55 @@ async fn killing_an_upstream_under_load_fails_no_request() {
         }));
     }
     let load = Rc::clone(&counters);
-    wait_for("load to run", || { let c = Rc::clone(&load); async move { c.ok.get() >= 40 } }).await;
+    wait_for("load to run", || {
+        let c = Rc::clone(&load);
+        async move { c.ok.get() >= 40 }
+    })
+    .await;
 
     mocks[1].stop().await;
-    wait_for("the dead endpoint to be taken out", || eligible_not(&gateway, &victim)).await;
+    wait_for("the dead endpoint to be taken out", || {
+        eligible_not(&gateway, &victim)
+    })
+    .await;
     let pool = gateway.registry.pool("llm").expect("pool");
     let state = pool.state().await.expect("state");
-    let dead = state.endpoints.iter().find(|e| e.address == victim).expect("still known");
+    let dead = state
+        .endpoints
+        .iter()
+        .find(|e| e.address == victim)
+        .expect("still known");
     assert!(dead.ejections >= 1, "passive ejection happened: {dead:?}");
     let during = counters.ok.get();
-    wait_for("load to continue without it", || { let c = Rc::clone(&load); async move { c.ok.get() >= during + 60 } }).await;
+    wait_for("load to continue without it", || {
+        let c = Rc::clone(&load);
+        async move { c.ok.get() >= during + 60 }
+    })
+    .await;
 
-    let revived = MockUpstream::start_with_state(&victim, mocks[1].state.clone(), 1).expect("restart on the same port");
-    wait_for("the endpoint to be re-admitted", || eligible(&gateway, &victim)).await;
+    let revived = MockUpstream::start_with_state(&victim, mocks[1].state.clone(), 1)
+        .expect("restart on the same port");
+    wait_for("the endpoint to be re-admitted", || {
+        eligible(&gateway, &victim)
+    })
+    .await;
     let before = revived.state.requests();
-    wait_for("traffic to reach it again", || { let s = revived.state.clone(); async move { s.requests() > before + 5 } }).await;
+    wait_for("traffic to reach it again", || {
+        let s = revived.state.clone();
+        async move { s.requests() > before + 5 }
+    })
+    .await;
 
     counters.stop.set(true);
     for worker in workers {
         worker.await.expect("load worker");
     }
-    assert_eq!(counters.failed.get(), 0, "{} requests succeeded", counters.ok.get());
+    assert_eq!(
+        counters.failed.get(),
+        0,
+        "{} requests succeeded",
+        counters.ok.get()
+    );
     gateway.stop().await;
 }
 
@@ -89,7 +132,11 @@ async fn eligible_not(gateway: &TestGateway, address: &str) -> bool {
 #[actix_rt::test]
 async fn failing_upstreams_give_502_after_bounded_attempts() {
     let mocks = [mock("a"), mock("b")];
-    let gateway = start_gateway(test_config(), &services_for("llm", &[&mocks[0], &mocks[1]], &[])).await;
+    let gateway = start_gateway(
+        test_config(),
+        &services_for("llm", &[&mocks[0], &mocks[1]], &[]),
+    )
+    .await;
     gateway.wait_ready().await;
     for m in &mocks {
         m.state.set_mode(Mode::Fail);
@@ -115,7 +162,11 @@ async fn retry_budget_bounds_retries() {
     }
     let (status, _, _) = gateway.post("/v1/chat/completions", &chat("llm/m")).await;
     assert_eq!(status, 502);
-    assert_eq!(mocks.iter().map(|m| m.state.requests()).sum::<u64>(), 1, "no budget, no retry");
+    assert_eq!(
+        mocks.iter().map(|m| m.state.requests()).sum::<u64>(),
+        1,
+        "no budget, no retry"
+    );
     gateway.stop().await;
 }
 
@@ -152,7 +203,11 @@ async fn no_endpoint_gives_503() {
     let registry = gateway.registry.clone();
     wait_for("the endpoint to turn unhealthy", || {
         let registry = registry.clone();
-        async move { registry.pool("llm").is_some_and(|p| p.snapshot().eligible.is_empty()) }
+        async move {
+            registry
+                .pool("llm")
+                .is_some_and(|p| p.snapshot().eligible.is_empty())
+        }
     })
     .await;
     let (status, _, body) = gateway.post("/v1/chat/completions", &chat("llm/m")).await;

@@ -24,14 +24,31 @@ async fn chat_round_trip_rewrites_only_the_model() {
     assert_eq!(reply["choices"][0]["message"]["content"], "echo: hi");
     assert!(headers.get("x-request-id").is_some());
 
-    let seen = upstream.state.last_body.lock().expect("lock").clone().expect("upstream saw a body");
+    let seen = upstream
+        .state
+        .last_body
+        .lock()
+        .expect("lock")
+        .clone()
+        .expect("upstream saw a body");
     let mut expected = body.clone();
     expected["model"] = json!("smollm2");
-    assert_eq!(seen, expected, "only the model may change on the way upstream");
+    assert_eq!(
+        seen, expected,
+        "only the model may change on the way upstream"
+    );
 
-    let (status, _, _) = gateway.post("/v1/chat/completions", &chat("llm/custom-model")).await;
+    let (status, _, _) = gateway
+        .post("/v1/chat/completions", &chat("llm/custom-model"))
+        .await;
     assert_eq!(status, 200);
-    let seen = upstream.state.last_body.lock().expect("lock").clone().expect("body");
+    let seen = upstream
+        .state
+        .last_body
+        .lock()
+        .expect("lock")
+        .clone()
+        .expect("body");
     assert_eq!(seen["model"], "custom-model");
     gateway.stop().await;
 }
@@ -49,14 +66,26 @@ async fn request_ids_are_honoured_and_forwarded() {
         .await
         .expect("response");
     assert_eq!(response.status().as_u16(), 200);
-    assert_eq!(response.headers().get("x-request-id").expect("id"), "trace-123");
+    assert_eq!(
+        response.headers().get("x-request-id").expect("id"),
+        "trace-123"
+    );
     let forwarded = upstream.state.last_headers.lock().expect("lock").clone();
-    assert!(forwarded.iter().any(|(k, v)| k == "x-request-id" && v == "trace-123"), "{forwarded:?}");
+    assert!(
+        forwarded
+            .iter()
+            .any(|(k, v)| k == "x-request-id" && v == "trace-123"),
+        "{forwarded:?}"
+    );
     // The client's own credentials never travel upstream.
     assert!(!forwarded.iter().any(|(k, _)| k == "authorization"));
 
     let (_, headers, _) = gateway.post("/v1/chat/completions", &chat("llm/m")).await;
-    let generated = headers.get("x-request-id").expect("generated id").to_str().expect("ascii");
+    let generated = headers
+        .get("x-request-id")
+        .expect("generated id")
+        .to_str()
+        .expect("ascii");
     assert_eq!(generated.len(), 36, "a UUID: {generated}");
     gateway.stop().await;
 }
@@ -68,14 +97,20 @@ async fn completions_embeddings_and_models() {
     gateway.wait_ready().await;
 
     let (status, _, body) = gateway
-        .post("/v1/completions", &json!({"model": "llm/m", "prompt": "say"}))
+        .post(
+            "/v1/completions",
+            &json!({"model": "llm/m", "prompt": "say"}),
+        )
         .await;
     assert_eq!(status, 200);
     let body: Value = serde_json::from_slice(&body).expect("json");
     assert_eq!(body["choices"][0]["text"], "echo: say");
 
     let (status, _, body) = gateway
-        .post("/v1/embeddings", &json!({"model": "llm/e", "input": ["a", "b"]}))
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "llm/e", "input": ["a", "b"]}),
+        )
         .await;
     assert_eq!(status, 200);
     let body: Value = serde_json::from_slice(&body).expect("json");
@@ -83,7 +118,12 @@ async fn completions_embeddings_and_models() {
 
     let (status, models) = gateway.get_json("/v1/models").await;
     assert_eq!(status, 200);
-    let ids: Vec<&str> = models["data"].as_array().expect("list").iter().filter_map(|m| m["id"].as_str()).collect();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
     assert_eq!(ids, vec!["llm/echo-1"]);
     gateway.stop().await;
 }
@@ -98,7 +138,15 @@ async fn upstream_client_errors_pass_through_without_retry() {
     gateway.wait_ready().await;
     let (status, _, body) = gateway.post("/v1/chat/completions", &chat("llm/m")).await;
     assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
-    assert_eq!(error_code(&body), "mock_reject", "the upstream's own error reaches the client");
-    assert_eq!(first.state.requests() + second.state.requests(), 1, "a 4xx is not retried");
+    assert_eq!(
+        error_code(&body),
+        "mock_reject",
+        "the upstream's own error reaches the client"
+    );
+    assert_eq!(
+        first.state.requests() + second.state.requests(),
+        1,
+        "a 4xx is not retried"
+    );
     gateway.stop().await;
 }

@@ -38,8 +38,15 @@ fn check_config_validates_and_masks() {
         .output()
         .expect("runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("# environment: development") && stdout.contains("[server]"), "{stdout}");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("# environment: development") && stdout.contains("[server]"),
+        "{stdout}"
+    );
     assert!(!stdout.contains("sk-very-secret"), "{stdout}");
 
     let output = Command::new(BINARY)
@@ -88,7 +95,13 @@ async fn serve_answers_and_drains_streams_on_sigterm() {
     wait_for("the binary to be ready", || {
         let client = probe.clone();
         let url = ready.clone();
-        async move { client.get(url).send().await.is_ok_and(|r| r.status().is_success()) }
+        async move {
+            client
+                .get(url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        }
     })
     .await;
 
@@ -119,7 +132,11 @@ async fn serve_answers_and_drains_streams_on_sigterm() {
     while let Some(chunk) = stream.next().await {
         rest.extend_from_slice(&chunk.expect("chunk"));
     }
-    assert!(rest.ends_with(b"data: [DONE]\n\n"), "{}", String::from_utf8_lossy(&rest));
+    assert!(
+        rest.ends_with(b"data: [DONE]\n\n"),
+        "{}",
+        String::from_utf8_lossy(&rest)
+    );
     let exit = tokio::task::spawn_blocking(move || child.0.wait().map(|s| (s, child)))
         .await
         .expect("join")

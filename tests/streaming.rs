@@ -22,7 +22,11 @@ fn gated(name: &str) -> MockUpstream {
     .expect("mock")
 }
 
-async fn read_all(response: &mut awc::ClientResponse<impl futures_util::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin>) -> Vec<u8> {
+async fn read_all(
+    response: &mut awc::ClientResponse<
+        impl futures_util::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin,
+    >,
+) -> Vec<u8> {
     let mut all = Vec::new();
     while let Some(chunk) = response.next().await {
         all.extend_from_slice(&chunk.expect("chunk"));
@@ -49,15 +53,24 @@ async fn streams_pass_through_byte_for_byte() {
         .await
         .expect("gateway");
     assert_eq!(through.status().as_u16(), 200);
-    assert_eq!(through.headers().get("content-type").expect("type"), "text/event-stream");
+    assert_eq!(
+        through.headers().get("content-type").expect("type"),
+        "text/event-stream"
+    );
     assert_ne!(
-        through.headers().get("content-encoding").map(|v| v.to_str().unwrap_or("")),
+        through
+            .headers()
+            .get("content-encoding")
+            .map(|v| v.to_str().unwrap_or("")),
         Some("gzip"),
         "SSE is never compressed"
     );
     let through = read_all(&mut through).await;
     assert!(direct.ends_with(b"data: [DONE]\n\n"));
-    assert_eq!(String::from_utf8_lossy(&through), String::from_utf8_lossy(&direct));
+    assert_eq!(
+        String::from_utf8_lossy(&through),
+        String::from_utf8_lossy(&direct)
+    );
     gateway.stop().await;
 }
 
@@ -74,7 +87,13 @@ async fn the_first_chunk_arrives_before_the_upstream_sends_the_last() {
     // The mock holds everything after its first chunk until the gate opens.
     let first = response.next().await.expect("a chunk").expect("bytes");
     assert!(first.starts_with(b"data: {"), "{first:?}");
-    assert_eq!(upstream.state.streams_completed.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(
+        upstream
+            .state
+            .streams_completed
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
     upstream.state.gate.as_ref().expect("gate").add_permits(1);
     let rest = read_all(&mut response).await;
     assert!(rest.ends_with(b"data: [DONE]\n\n"));
@@ -99,15 +118,30 @@ async fn a_truncated_stream_ends_with_an_error_event() {
     assert!(!body.contains("[DONE]"), "{body}");
     assert!(body.ends_with("\n\n"), "{body}");
     let last_event = body.trim_end().rsplit("\n\n").next().expect("an event");
-    assert!(last_event.starts_with("event: error\ndata: "), "{last_event}");
-    let error: serde_json::Value = serde_json::from_str(last_event.trim_start_matches("event: error\ndata: ")).expect("json");
+    assert!(
+        last_event.starts_with("event: error\ndata: "),
+        "{last_event}"
+    );
+    let error: serde_json::Value =
+        serde_json::from_str(last_event.trim_start_matches("event: error\ndata: ")).expect("json");
     assert_eq!(error["error"]["code"], "stream_truncated");
     // The first byte had gone to the client: no retry on the other endpoint.
     assert_eq!(first.state.requests() + second.state.requests(), 1);
 
-    let metrics = gateway.client.get(gateway.url("/metrics")).send().await.expect("metrics").body().await.expect("body");
+    let metrics = gateway
+        .client
+        .get(gateway.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .body()
+        .await
+        .expect("body");
     let metrics = String::from_utf8_lossy(&metrics);
-    assert!(metrics.contains(r#"gateway_stream_faults_total{fault="truncated",service="llm"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"gateway_stream_faults_total{fault="truncated",service="llm"} 1"#),
+        "{metrics}"
+    );
     gateway.stop().await;
 }
 
@@ -140,10 +174,21 @@ async fn a_client_disconnect_cancels_the_upstream_stream() {
     let state = upstream.state.clone();
     wait_for("the upstream stream to be cancelled", || {
         let state = state.clone();
-        async move { state.streams_cancelled.load(std::sync::atomic::Ordering::SeqCst) == 1 }
+        async move {
+            state
+                .streams_cancelled
+                .load(std::sync::atomic::Ordering::SeqCst)
+                == 1
+        }
     })
     .await;
-    assert_eq!(upstream.state.streams_completed.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(
+        upstream
+            .state
+            .streams_completed
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
     wait_for("the in-flight slot to be released", || {
         let pool = pool.clone();
         async move { pool.snapshot().eligible[0].stats.in_flight() == 0 }

@@ -182,19 +182,28 @@ mod tests {
     #[test]
     fn round_robin_is_even() {
         let candidates = vec![fake(1, 0, 0.0); 3];
-        assert_eq!(counts(BalanceStrategy::RoundRobin, &candidates, 300), vec![100; 3]);
+        assert_eq!(
+            counts(BalanceStrategy::RoundRobin, &candidates, 300),
+            vec![100; 3]
+        );
     }
 
     #[test]
     fn weighted_is_exact_over_a_cycle() {
         let candidates = vec![fake(1, 0, 0.0), fake(3, 0, 0.0), fake(0, 0, 0.0)];
-        assert_eq!(counts(BalanceStrategy::Weighted, &candidates, 400), vec![100, 300, 0]);
+        assert_eq!(
+            counts(BalanceStrategy::Weighted, &candidates, 400),
+            vec![100, 300, 0]
+        );
     }
 
     #[test]
     fn least_in_flight_prefers_idle() {
         let candidates = vec![fake(1, 5, 0.0), fake(1, 0, 0.0), fake(1, 2, 0.0)];
-        assert_eq!(counts(BalanceStrategy::LeastInFlight, &candidates, 10), vec![0, 10, 0]);
+        assert_eq!(
+            counts(BalanceStrategy::LeastInFlight, &candidates, 10),
+            vec![0, 10, 0]
+        );
     }
 
     #[test]

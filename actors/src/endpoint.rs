@@ -147,7 +147,10 @@ impl InFlightGuard {
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        self.endpoint.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.endpoint
+            .stats
+            .in_flight
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -48,7 +48,8 @@ impl AtomicEwma {
     /// The current estimate, decayed for the time since the last sample.
     pub fn get(&self) -> f64 {
         let value = f64::from_bits(self.bits.load(Ordering::Relaxed));
-        let elapsed = micros_since_start().saturating_sub(self.updated_at_micros.load(Ordering::Relaxed));
+        let elapsed =
+            micros_since_start().saturating_sub(self.updated_at_micros.load(Ordering::Relaxed));
         decayed(value, Duration::from_micros(elapsed), DECAY)
     }
 

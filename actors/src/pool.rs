@@ -23,8 +23,12 @@ const MAILBOX_CAPACITY: usize = 256;
 /// client; tests implement it with whatever they need.
 pub trait HealthProbe {
     /// Resolves to true when the endpoint answered `path` successfully within `timeout`.
-    fn probe(&self, endpoint: Arc<Endpoint>, path: String, timeout: Duration)
-        -> LocalBoxFuture<'static, bool>;
+    fn probe(
+        &self,
+        endpoint: Arc<Endpoint>,
+        path: String,
+        timeout: Duration,
+    ) -> LocalBoxFuture<'static, bool>;
 }
 
 /// What requests see of a pool: the endpoints they may use right now.
@@ -133,10 +137,13 @@ impl UpstreamPoolHandle {
 
     /// A detailed view for operators and tests.
     pub async fn state(&self) -> Result<PoolState, PoolError> {
-        self.addr.send(GetPoolState).await.map_err(|error| match error {
-            MailboxError::Closed => PoolError::Stopped,
-            MailboxError::Timeout => PoolError::Overloaded,
-        })
+        self.addr
+            .send(GetPoolState)
+            .await
+            .map_err(|error| match error {
+                MailboxError::Closed => PoolError::Stopped,
+                MailboxError::Timeout => PoolError::Overloaded,
+            })
     }
 }
 
@@ -214,7 +221,9 @@ impl UpstreamPool {
 
     fn apply_endpoints(&mut self, update: SetEndpoints, ctx: &mut Context<Self>) {
         if update.health_path.is_some() || self.settings.health.path.is_none() {
-            self.health_path = update.health_path.or_else(|| self.settings.health.path.clone());
+            self.health_path = update
+                .health_path
+                .or_else(|| self.settings.health.path.clone());
         }
         let active = self.health_path.is_some();
         let mut previous = std::mem::take(&mut self.members);
@@ -265,7 +274,9 @@ impl UpstreamPool {
         for member in self.members.iter_mut().filter(|m| !m.probing) {
             member.probing = true;
             let endpoint = Arc::clone(&member.endpoint);
-            let probe = self.probe.probe(Arc::clone(&endpoint), path.clone(), timeout);
+            let probe = self
+                .probe
+                .probe(Arc::clone(&endpoint), path.clone(), timeout);
             probes.push((endpoint, probe));
         }
         for (endpoint, probe) in probes {

@@ -70,14 +70,21 @@ mod tests {
     fn check(model: &str, expected: Option<(&str, &str)>) {
         let router = router();
         let route = router.resolve(model, |s| s == "python-models" || s == "openai");
-        assert_eq!(route.map(|r| (r.service, r.upstream_model)), expected, "{model}");
+        assert_eq!(
+            route.map(|r| (r.service, r.upstream_model)),
+            expected,
+            "{model}"
+        );
     }
 
     #[test]
     fn resolves_aliases_and_service_prefixes() {
         check("smol", Some(("python-models", "smollm2-135m")));
         check("openai/gpt-4o-mini", Some(("openai", "gpt-4o-mini")));
-        check("python-models/org/model", Some(("python-models", "org/model")));
+        check(
+            "python-models/org/model",
+            Some(("python-models", "org/model")),
+        );
         check("unknown/x", None);
         check("openai/", None);
         check("gpt-4o", None);

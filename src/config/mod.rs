@@ -93,7 +93,8 @@ impl Config {
     /// The effective configuration as TOML with secrets masked.
     pub fn render_masked(&self) -> String {
         let mut raw = self.raw.clone();
-        for service in std::iter::once(&mut raw.upstream_defaults).chain(raw.services.values_mut()) {
+        for service in std::iter::once(&mut raw.upstream_defaults).chain(raw.services.values_mut())
+        {
             if service.api_key.is_some() {
                 service.api_key = Some("********".into());
             }
@@ -162,7 +163,9 @@ pub fn validate(raw: RawConfig, env: &str) -> Result<Config, ConfigError> {
                 })
             }
             _ => {
-                errors.push("tls: cert_file and key_file are required when tls.enabled = true".into());
+                errors.push(
+                    "tls: cert_file and key_file are required when tls.enabled = true".into(),
+                );
                 None
             }
         }
@@ -189,22 +192,39 @@ pub fn validate(raw: RawConfig, env: &str) -> Result<Config, ConfigError> {
         errors.push(format!("logging.level: {error}"));
     }
 
-    let defaults = service_settings(&ServiceSettings::default(), &raw.upstream_defaults, "upstream_defaults", &mut errors);
+    let defaults = service_settings(
+        &ServiceSettings::default(),
+        &raw.upstream_defaults,
+        "upstream_defaults",
+        &mut errors,
+    );
     let mut services = std::collections::BTreeMap::new();
     for (name, overrides) in &raw.services {
         if name.is_empty() || name.contains('/') {
-            errors.push(format!("services.{name}: a service name must be non-empty without '/'"));
+            errors.push(format!(
+                "services.{name}: a service name must be non-empty without '/'"
+            ));
         }
-        let settings = service_settings(&defaults, overrides, &format!("services.{name}"), &mut errors);
+        let settings = service_settings(
+            &defaults,
+            overrides,
+            &format!("services.{name}"),
+            &mut errors,
+        );
         services.insert(name.clone(), settings);
     }
     let mut models = Vec::new();
     for (i, model) in raw.models.iter().enumerate() {
         if model.name.is_empty() || model.service.is_empty() || model.upstream_model.is_empty() {
-            errors.push(format!("models[{i}]: name, service and upstream_model must be non-empty"));
+            errors.push(format!(
+                "models[{i}]: name, service and upstream_model must be non-empty"
+            ));
         }
         if raw.models[..i].iter().any(|m| m.name == model.name) {
-            errors.push(format!("models[{i}].name: {:?} is defined twice", model.name));
+            errors.push(format!(
+                "models[{i}].name: {:?} is defined twice",
+                model.name
+            ));
         }
         models.push(ModelAlias {
             name: model.name.clone(),
@@ -254,11 +274,18 @@ fn service_settings(
             RawStrategy::P2cEwma => BalanceStrategy::P2cEwma,
         }),
         health: HealthCheckSettings {
-            path: raw.health_check_path.clone().or_else(|| base.health.path.clone()),
+            path: raw
+                .health_check_path
+                .clone()
+                .or_else(|| base.health.path.clone()),
             interval: ms(raw.health_check_interval_ms, base.health.interval),
             timeout: ms(raw.health_check_timeout_ms, base.health.timeout),
-            healthy_threshold: raw.healthy_threshold.unwrap_or(base.health.healthy_threshold),
-            unhealthy_threshold: raw.unhealthy_threshold.unwrap_or(base.health.unhealthy_threshold),
+            healthy_threshold: raw
+                .healthy_threshold
+                .unwrap_or(base.health.healthy_threshold),
+            unhealthy_threshold: raw
+                .unhealthy_threshold
+                .unwrap_or(base.health.unhealthy_threshold),
         },
         outlier: OutlierSettings {
             consecutive_failures: raw
@@ -266,7 +293,9 @@ fn service_settings(
                 .unwrap_or(base.outlier.consecutive_failures),
             base_ejection: ms(raw.ejection_base_ms, base.outlier.base_ejection),
             max_ejection: ms(raw.ejection_max_ms, base.outlier.max_ejection),
-            min_eligible: raw.min_eligible_endpoints.unwrap_or(base.outlier.min_eligible),
+            min_eligible: raw
+                .min_eligible_endpoints
+                .unwrap_or(base.outlier.min_eligible),
         },
         connect_timeout: ms(raw.connect_timeout_ms, base.connect_timeout),
         first_byte_timeout: ms(raw.first_byte_timeout_ms, base.first_byte_timeout),
@@ -281,7 +310,11 @@ fn service_settings(
             errors.push(format!("{path}.{field}: {message}"));
         }
     };
-    check(settings.max_attempts >= 1, "max_attempts", "must be at least 1");
+    check(
+        settings.max_attempts >= 1,
+        "max_attempts",
+        "must be at least 1",
+    );
     check(
         (0.0..=10.0).contains(&settings.retry_budget_ratio),
         "retry_budget_ratio",
@@ -302,7 +335,11 @@ fn service_settings(
         "must not exceed ejection_max_ms",
     );
     if let Some(path_value) = &settings.health.path {
-        check(path_value.starts_with('/'), "health_check_path", "must start with '/'");
+        check(
+            path_value.starts_with('/'),
+            "health_check_path",
+            "must start with '/'",
+        );
     }
     settings
 }

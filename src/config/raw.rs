@@ -80,7 +80,10 @@ impl Default for RawCors {
     fn default() -> Self {
         RawCors {
             enabled: true,
-            allowed_origins: vec!["http://localhost:3000".into(), "http://localhost:5173".into()],
+            allowed_origins: vec![
+                "http://localhost:3000".into(),
+                "http://localhost:5173".into(),
+            ],
         }
     }
 }

@@ -20,7 +20,9 @@ fn load(files: &[(&str, &str)], env: &[(&str, &str)]) -> Result<Config, ConfigEr
 }
 
 fn check_error(files: &[(&str, &str)], env: &[(&str, &str)], fragments: &[&str]) {
-    let error = load(files, env).expect_err("should be rejected").to_string();
+    let error = load(files, env)
+        .expect_err("should be rejected")
+        .to_string();
     for fragment in fragments {
         assert!(error.contains(fragment), "{error:?} lacks {fragment:?}");
     }
@@ -40,12 +42,18 @@ fn defaults_alone_are_valid() {
 #[test]
 fn layers_apply_in_order() {
     let files = [
-        ("default.toml", "[server]\nbind = \"127.0.0.1:1\"\nworkers = 3\n"),
+        (
+            "default.toml",
+            "[server]\nbind = \"127.0.0.1:1\"\nworkers = 3\n",
+        ),
         ("development.toml", "[server]\nbind = \"127.0.0.1:2\"\n"),
         ("production.toml", "[server]\nbind = \"127.0.0.1:9\"\n"),
     ];
     let config = load(&files, &[]).expect("valid");
-    assert_eq!((config.server.bind.as_str(), config.server.workers), ("127.0.0.1:2", 3));
+    assert_eq!(
+        (config.server.bind.as_str(), config.server.workers),
+        ("127.0.0.1:2", 3)
+    );
     let config = load(&files, &[("GATEWAY_BIND", "127.0.0.1:3")]).expect("valid");
     assert_eq!(config.server.bind, "127.0.0.1:3");
 }
@@ -61,7 +69,10 @@ fn operator_environment_names_work() {
         ("PROMETHEUS_ENABLED", "false"),
         ("GZIP_ENABLED", "false"),
         ("CORS_ENABLED", "true"),
-        ("CORS_ALLOWED_ORIGINS", "https://a.example, https://b.example"),
+        (
+            "CORS_ALLOWED_ORIGINS",
+            "https://a.example, https://b.example",
+        ),
         ("LOG_FORMAT", "json"),
         ("GATEWAY__UPSTREAM_DEFAULTS__STRATEGY", "round_robin"),
         ("GATEWAY__SERVICES__OPENAI__API_KEY", "sk-secret"),
@@ -73,23 +84,54 @@ fn operator_environment_names_work() {
     assert!(!config.protocol_conversion && !config.metrics && !config.gzip);
     assert_eq!(
         config.cors_allowed_origins.as_deref(),
-        Some(&["https://a.example".to_string(), "https://b.example".to_string()][..])
+        Some(
+            &[
+                "https://a.example".to_string(),
+                "https://b.example".to_string()
+            ][..]
+        )
     );
     assert_eq!(config.log_format, LogFormat::Json);
-    assert_eq!(config.registry.defaults.strategy, BalanceStrategy::RoundRobin);
+    assert_eq!(
+        config.registry.defaults.strategy,
+        BalanceStrategy::RoundRobin
+    );
     let openai = &config.registry.services["openai"];
     assert_eq!(openai.api_key.as_deref(), Some("sk-secret"));
-    assert_eq!(openai.strategy, BalanceStrategy::RoundRobin, "services inherit the defaults");
+    assert_eq!(
+        openai.strategy,
+        BalanceStrategy::RoundRobin,
+        "services inherit the defaults"
+    );
 
-    let config = load(&[], &[("SERVICE_DISCOVERY_ENABLED", "false"), ("CORS_ENABLED", "false")]).expect("valid");
+    let config = load(
+        &[],
+        &[
+            ("SERVICE_DISCOVERY_ENABLED", "false"),
+            ("CORS_ENABLED", "false"),
+        ],
+    )
+    .expect("valid");
     assert!(config.discovery.is_none() && config.cors_allowed_origins.is_none());
 }
 
 #[test]
 fn unknown_keys_name_their_path_and_origin() {
-    check_error(&[("default.toml", "[server]\ncolour = \"red\"\n")], &[], &["server.colour", "default.toml"]);
-    check_error(&[("development.toml", "[sever]\nbind = \"x\"\n")], &[], &["sever"]);
-    check_error(&[], &[("GATEWAY__SERVER__COLOUR", "red")], &["server.colour", "GATEWAY__SERVER__COLOUR"]);
+    check_error(
+        &[("default.toml", "[server]\ncolour = \"red\"\n")],
+        &[],
+        &["server.colour", "default.toml"],
+    );
+    check_error(
+        &[("development.toml", "[sever]\nbind = \"x\"\n")],
+        &[],
+        &["sever"],
+    );
+    check_error(
+        &[],
+        &[("GATEWAY__SERVER__COLOUR", "red")],
+        &["server.colour", "GATEWAY__SERVER__COLOUR"],
+    );
 }
 
 #[test]
@@ -106,12 +148,31 @@ fn bad_values_are_reported_together() {
             "services.llm.health_check_path: must start with '/'",
         ],
     );
-    check_error(&[("default.toml", "[upstream_defaults]\nstrategy = \"fastest\"\n")], &[], &["upstream_defaults.strategy", "fastest"]);
-    check_error(&[], &[("GATEWAY_WORKERS", "many")], &["server.workers", "GATEWAY_WORKERS"]);
-    check_error(&[], &[("TLS_ENABLED", "true")], &["tls: cert_file and key_file are required"]);
+    check_error(
+        &[(
+            "default.toml",
+            "[upstream_defaults]\nstrategy = \"fastest\"\n",
+        )],
+        &[],
+        &["upstream_defaults.strategy", "fastest"],
+    );
     check_error(
         &[],
-        &[("TLS_ENABLED", "true"), ("TLS_CERT_FILE", "/nonexistent/cert.pem"), ("TLS_KEY_FILE", "/nonexistent/key.pem")],
+        &[("GATEWAY_WORKERS", "many")],
+        &["server.workers", "GATEWAY_WORKERS"],
+    );
+    check_error(
+        &[],
+        &[("TLS_ENABLED", "true")],
+        &["tls: cert_file and key_file are required"],
+    );
+    check_error(
+        &[],
+        &[
+            ("TLS_ENABLED", "true"),
+            ("TLS_CERT_FILE", "/nonexistent/cert.pem"),
+            ("TLS_KEY_FILE", "/nonexistent/key.pem"),
+        ],
         &["tls.cert_file", "does not exist"],
     );
     check_error(
@@ -123,20 +184,38 @@ fn bad_values_are_reported_together() {
 
 #[test]
 fn later_discovery_back_ends_are_refused_clearly() {
-    check_error(&[], &[("SERVICE_DISCOVERY_TYPE", "consul")], &["discovery.type", "not built yet"]);
-    check_error(&[], &[("SERVICE_DISCOVERY_TYPE", "kubernetes")], &["not built yet"]);
-    check_error(&[], &[("SERVICE_DISCOVERY_TYPE", "zookeeper")], &["discovery.type", "zookeeper"]);
+    check_error(
+        &[],
+        &[("SERVICE_DISCOVERY_TYPE", "consul")],
+        &["discovery.type", "not built yet"],
+    );
+    check_error(
+        &[],
+        &[("SERVICE_DISCOVERY_TYPE", "kubernetes")],
+        &["not built yet"],
+    );
+    check_error(
+        &[],
+        &[("SERVICE_DISCOVERY_TYPE", "zookeeper")],
+        &["discovery.type", "zookeeper"],
+    );
 }
 
 #[test]
 fn secrets_are_masked_when_printed() {
     let config = load(
-        &[("default.toml", "[services.openai]\napi_key = \"sk-live-123\"\n")],
+        &[(
+            "default.toml",
+            "[services.openai]\napi_key = \"sk-live-123\"\n",
+        )],
         &[("GATEWAY__UPSTREAM_DEFAULTS__API_KEY", "sk-default-456")],
     )
     .expect("valid");
     let printed = config.render_masked();
-    assert!(!printed.contains("sk-live-123") && !printed.contains("sk-default-456"), "{printed}");
+    assert!(
+        !printed.contains("sk-live-123") && !printed.contains("sk-default-456"),
+        "{printed}"
+    );
     assert!(printed.contains("api_key = \"********\""), "{printed}");
     assert!(printed.contains("[services.openai]"));
 }

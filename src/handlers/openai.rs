@@ -139,37 +139,42 @@ pub async fn list_models(
             owned_by: alias.service.clone(),
         })
         .collect();
-    let lookups = state.pipeline.registry.pools().into_iter().filter_map(|(service, pool)| {
-        let snapshot = pool.snapshot();
-        let endpoint = pool.pick(&snapshot, &[])?;
-        let client = clients.get(snapshot.settings.connect_timeout);
-        let mut request = client
-            .get(format!("{}/v1/models", endpoint.base_url))
-            .timeout(MODEL_LIST_TIMEOUT);
-        if let Some(key) = &snapshot.settings.api_key {
-            request = request.bearer_auth(key);
-        }
-        Some(async move {
-            let ids = match request.send().await {
-                Ok(mut response) if response.status().is_success() => response
-                    .json::<serde_json::Value>()
-                    .limit(4 * 1024 * 1024)
-                    .await
-                    .ok()
-                    .and_then(|list| {
-                        list.get("data")?.as_array().map(|models| {
-                            models
-                                .iter()
-                                .filter_map(|m| m.get("id")?.as_str().map(String::from))
-                                .collect::<Vec<_>>()
+    let lookups = state
+        .pipeline
+        .registry
+        .pools()
+        .into_iter()
+        .filter_map(|(service, pool)| {
+            let snapshot = pool.snapshot();
+            let endpoint = pool.pick(&snapshot, &[])?;
+            let client = clients.get(snapshot.settings.connect_timeout);
+            let mut request = client
+                .get(format!("{}/v1/models", endpoint.base_url))
+                .timeout(MODEL_LIST_TIMEOUT);
+            if let Some(key) = &snapshot.settings.api_key {
+                request = request.bearer_auth(key);
+            }
+            Some(async move {
+                let ids = match request.send().await {
+                    Ok(mut response) if response.status().is_success() => response
+                        .json::<serde_json::Value>()
+                        .limit(4 * 1024 * 1024)
+                        .await
+                        .ok()
+                        .and_then(|list| {
+                            list.get("data")?.as_array().map(|models| {
+                                models
+                                    .iter()
+                                    .filter_map(|m| m.get("id")?.as_str().map(String::from))
+                                    .collect::<Vec<_>>()
+                            })
                         })
-                    })
-                    .unwrap_or_default(),
-                _ => Vec::new(),
-            };
-            (service, ids)
-        })
-    });
+                        .unwrap_or_default(),
+                    _ => Vec::new(),
+                };
+                (service, ids)
+            })
+        });
     for (service, ids) in futures_util::future::join_all(lookups).await {
         data.extend(ids.into_iter().map(|id| ModelEntry {
             id: format!("{service}/{id}"),

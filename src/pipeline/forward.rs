@@ -74,15 +74,28 @@ pub(super) async fn forward(request: Forward<'_>) -> Result<PipelineResponse, Ga
         match result {
             Ok(answer) => {
                 pool.report_success(&endpoint, elapsed);
-                request
-                    .metrics
-                    .observe_upstream(&snapshot.service, &endpoint.address, "success", elapsed);
-                return Ok(respond(answer, in_flight, &settings, &snapshot.service, request.metrics, upstream_time));
+                request.metrics.observe_upstream(
+                    &snapshot.service,
+                    &endpoint.address,
+                    "success",
+                    elapsed,
+                );
+                return Ok(respond(
+                    answer,
+                    in_flight,
+                    &settings,
+                    &snapshot.service,
+                    request.metrics,
+                    upstream_time,
+                ));
             }
             Err(error) => {
-                request
-                    .metrics
-                    .observe_upstream(&snapshot.service, &endpoint.address, error.code(), elapsed);
+                request.metrics.observe_upstream(
+                    &snapshot.service,
+                    &endpoint.address,
+                    error.code(),
+                    elapsed,
+                );
                 pool.report_failure(&endpoint);
                 tracing::warn!(
                     service = %snapshot.service,
@@ -100,9 +113,11 @@ pub(super) async fn forward(request: Forward<'_>) -> Result<PipelineResponse, Ga
             }
         }
     }
-    Err(last_error.unwrap_or_else(|| GatewayError::NoHealthyEndpoint {
-        service: pool.snapshot().service.to_string(),
-    }))
+    Err(
+        last_error.unwrap_or_else(|| GatewayError::NoHealthyEndpoint {
+            service: pool.snapshot().service.to_string(),
+        }),
+    )
 }
 
 fn respond(
@@ -114,23 +129,39 @@ fn respond(
     upstream_time: std::time::Duration,
 ) -> PipelineResponse {
     match answer {
-        Answer::Full { status, headers, body } => PipelineResponse {
+        Answer::Full {
+            status,
+            headers,
+            body,
+        } => PipelineResponse {
             status,
             headers,
             body: PipelineBody::Full(body),
             upstream_time,
         },
-        Answer::Stream { status, mut headers, upstream } => {
+        Answer::Stream {
+            status,
+            mut headers,
+            upstream,
+        } => {
             // Compressing would hold events back in the encoder; SSE goes out as it comes.
-            headers.push((header::CONTENT_ENCODING, HeaderValue::from_static("identity")));
+            headers.push((
+                header::CONTENT_ENCODING,
+                HeaderValue::from_static("identity"),
+            ));
             let metrics = metrics.clone();
             let label = Arc::clone(service);
-            let relay = SseRelay::new(upstream, settings.idle_timeout, Arc::clone(service), in_flight)
-                .on_end(move |fault| {
-                    if let Some(fault) = fault {
-                        metrics.count_stream_fault(&label, fault.label());
-                    }
-                });
+            let relay = SseRelay::new(
+                upstream,
+                settings.idle_timeout,
+                Arc::clone(service),
+                in_flight,
+            )
+            .on_end(move |fault| {
+                if let Some(fault) = fault {
+                    metrics.count_stream_fault(&label, fault.label());
+                }
+            });
             PipelineResponse {
                 status,
                 headers,
@@ -151,7 +182,9 @@ async fn attempt_once(
     if endpoint.spec.protocol == Protocol::Grpc {
         return Err(GatewayError::UpstreamProtocol {
             service: service.to_string(),
-            detail: format!("{endpoint} speaks gRPC, which this gateway build cannot convert to yet"),
+            detail: format!(
+                "{endpoint} speaks gRPC, which this gateway build cannot convert to yet"
+            ),
         });
     }
     let mut upstream = client
@@ -171,12 +204,15 @@ async fn attempt_once(
         .map_err(|error| send_error(service, settings, error))?;
     let status = response.status();
     if status.is_server_error() {
-        let snippet = tokio::time::timeout(settings.idle_timeout, response.body().limit(ERROR_SNIPPET * 8))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .map(|body| String::from_utf8_lossy(&body[..body.len().min(ERROR_SNIPPET)]).into_owned())
-            .unwrap_or_default();
+        let snippet = tokio::time::timeout(
+            settings.idle_timeout,
+            response.body().limit(ERROR_SNIPPET * 8),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|body| String::from_utf8_lossy(&body[..body.len().min(ERROR_SNIPPET)]).into_owned())
+        .unwrap_or_default();
         return Err(GatewayError::UpstreamStatus {
             service: service.to_string(),
             status: status.as_u16(),
@@ -188,7 +224,11 @@ async fn attempt_once(
         let upstream = response
             .map(|chunk: Result<Bytes, PayloadError>| chunk.map_err(|error| error.to_string()))
             .boxed_local();
-        return Ok(Answer::Stream { status, headers, upstream });
+        return Ok(Answer::Stream {
+            status,
+            headers,
+            upstream,
+        });
     }
     let body = tokio::time::timeout(
         settings.idle_timeout,
@@ -203,11 +243,17 @@ async fn attempt_once(
     .map_err(|error| GatewayError::UpstreamProtocol {
         service: service.to_string(),
         detail: match error {
-            PayloadError::Overflow => format!("the response exceeds {} bytes", request.max_response_bytes),
+            PayloadError::Overflow => {
+                format!("the response exceeds {} bytes", request.max_response_bytes)
+            }
             other => other.to_string(),
         },
     })?;
-    Ok(Answer::Full { status, headers, body })
+    Ok(Answer::Full {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn send_error(service: &str, settings: &ServiceSettings, error: SendRequestError) -> GatewayError {

@@ -57,12 +57,12 @@ impl Pipeline {
             .router
             .resolve(&request.model, |service| self.registry.contains(service))
             .ok_or_else(|| GatewayError::ModelNotFound(request.model.clone()))?;
-        let pool = self
-            .registry
-            .pool(route.service)
-            .ok_or_else(|| GatewayError::NoHealthyEndpoint {
-                service: route.service.to_string(),
-            })?;
+        let pool =
+            self.registry
+                .pool(route.service)
+                .ok_or_else(|| GatewayError::NoHealthyEndpoint {
+                    service: route.service.to_string(),
+                })?;
         let body = request.upstream_body(route.upstream_model);
         forward::forward(forward::Forward {
             clients,

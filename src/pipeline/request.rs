@@ -75,7 +75,9 @@ impl ParsedRequest {
     pub fn parse(kind: ApiKind, body: Bytes) -> Result<ParsedRequest, GatewayError> {
         // serde accepts a struct written as an array; the wire format does not.
         if body.trim_ascii_start().first().is_some_and(|&b| b != b'{') {
-            return Err(GatewayError::InvalidJson("the body must be a JSON object".into()));
+            return Err(GatewayError::InvalidJson(
+                "the body must be a JSON object".into(),
+            ));
         }
         let envelope: Envelope<'_> = serde_json::from_slice(&body)
             .map_err(|error| GatewayError::InvalidJson(error.to_string()))?;
@@ -161,7 +163,10 @@ mod tests {
     fn check_error(kind: ApiKind, body: &str, code: &str, fragment: &str) {
         let error = parse(kind, body).expect_err(body);
         assert_eq!(error.code(), code, "{body}: {error}");
-        assert!(error.to_string().contains(fragment), "{error} lacks {fragment}");
+        assert!(
+            error.to_string().contains(fragment),
+            "{error} lacks {fragment}"
+        );
     }
 
     #[test]
@@ -185,7 +190,10 @@ mod tests {
             std::str::from_utf8(&rewritten).expect("utf8"),
             r#"{ "temperature": 0, "model" : "Smol \"2\"", "messages": [{"role":"user","content":"model"}] }"#
         );
-        assert_eq!(request.upstream_body("smol/x"), Bytes::copy_from_slice(body.as_bytes()));
+        assert_eq!(
+            request.upstream_body("smol/x"),
+            Bytes::copy_from_slice(body.as_bytes())
+        );
     }
 
     #[test]
@@ -193,16 +201,71 @@ mod tests {
         let chat = ApiKind::ChatCompletions;
         check_error(chat, "{", "invalid_json", "EOF");
         check_error(chat, "[1]", "invalid_json", "");
-        check_error(chat, r#"{"messages":[{}]}"#, "missing_required_parameter", "'model'");
-        check_error(chat, r#"{"model":"a/b"}"#, "missing_required_parameter", "'messages'");
-        check_error(chat, r#"{"model":"a/b","messages":[]}"#, "invalid_parameter", "must not be empty");
-        check_error(chat, r#"{"model":"a/b","messages":"hi"}"#, "invalid_parameter", "must be an array");
-        check_error(chat, r#"{"model":7,"messages":[{}]}"#, "invalid_parameter", "must be a string");
-        check_error(chat, r#"{"model":"","messages":[{}]}"#, "invalid_parameter", "must not be empty");
-        check_error(chat, r#"{"model":"a/b","messages":[{}],"stream":"yes"}"#, "invalid_json", "invalid type");
-        check_error(chat, r#"{"model":"a","model":"b","messages":[{}]}"#, "invalid_json", "duplicate field");
-        check_error(ApiKind::Embeddings, r#"{"model":"a/b"}"#, "missing_required_parameter", "'input'");
-        check_error(ApiKind::Embeddings, r#"{"model":"a/b","input":"x","stream":true}"#, "invalid_parameter", "streamed");
-        check_error(ApiKind::Completions, r#"{"model":"a/b"}"#, "missing_required_parameter", "'prompt'");
+        check_error(
+            chat,
+            r#"{"messages":[{}]}"#,
+            "missing_required_parameter",
+            "'model'",
+        );
+        check_error(
+            chat,
+            r#"{"model":"a/b"}"#,
+            "missing_required_parameter",
+            "'messages'",
+        );
+        check_error(
+            chat,
+            r#"{"model":"a/b","messages":[]}"#,
+            "invalid_parameter",
+            "must not be empty",
+        );
+        check_error(
+            chat,
+            r#"{"model":"a/b","messages":"hi"}"#,
+            "invalid_parameter",
+            "must be an array",
+        );
+        check_error(
+            chat,
+            r#"{"model":7,"messages":[{}]}"#,
+            "invalid_parameter",
+            "must be a string",
+        );
+        check_error(
+            chat,
+            r#"{"model":"","messages":[{}]}"#,
+            "invalid_parameter",
+            "must not be empty",
+        );
+        check_error(
+            chat,
+            r#"{"model":"a/b","messages":[{}],"stream":"yes"}"#,
+            "invalid_json",
+            "invalid type",
+        );
+        check_error(
+            chat,
+            r#"{"model":"a","model":"b","messages":[{}]}"#,
+            "invalid_json",
+            "duplicate field",
+        );
+        check_error(
+            ApiKind::Embeddings,
+            r#"{"model":"a/b"}"#,
+            "missing_required_parameter",
+            "'input'",
+        );
+        check_error(
+            ApiKind::Embeddings,
+            r#"{"model":"a/b","input":"x","stream":true}"#,
+            "invalid_parameter",
+            "streamed",
+        );
+        check_error(
+            ApiKind::Completions,
+            r#"{"model":"a/b"}"#,
+            "missing_required_parameter",
+            "'prompt'",
+        );
     }
 }

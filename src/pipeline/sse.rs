@@ -163,7 +163,11 @@ impl SseRelay {
         self
     }
 
-    fn end(&mut self, fault: Option<StreamFault>, detail: &str) -> Poll<Option<Result<Bytes, std::io::Error>>> {
+    fn end(
+        &mut self,
+        fault: Option<StreamFault>,
+        detail: &str,
+    ) -> Poll<Option<Result<Bytes, std::io::Error>>> {
         self.finished = true;
         self.fault = fault;
         if let Some(callback) = self.on_end.take() {
@@ -235,9 +239,13 @@ mod tests {
     #[test]
     fn recognises_the_end_of_a_stream() {
         assert!(scan(&[b"data: {\"x\":1}\n\n", b"data: [DONE]\n\n"]));
-        assert!(scan(&[b"data: {\"choices\":[{\"finish_reason\" : \"stop\"}]}\r\n\r\n"]));
+        assert!(scan(&[
+            b"data: {\"choices\":[{\"finish_reason\" : \"stop\"}]}\r\n\r\n"
+        ]));
         assert!(scan(&[b"data: [DO", b"NE]"]));
-        assert!(!scan(&[b"data: {\"choices\":[{\"finish_reason\":null}]}\n\n"]));
+        assert!(!scan(&[
+            b"data: {\"choices\":[{\"finish_reason\":null}]}\n\n"
+        ]));
         assert!(!scan(&[b"data: {\"x\":1}\n\n"]));
         assert!(!scan(&[b": comment [DONE]\n"]));
     }

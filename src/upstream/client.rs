@@ -19,11 +19,9 @@ const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
 /// A TCP connector that turns Nagle's algorithm off on every upstream socket. awc writes a
 /// request's head and body separately; with Nagle on, the body waits for the ACK of the head,
 /// which the upstream delays by up to 40 ms.
-pub fn nodelay_connector() -> impl Service<
-    ConnectInfo<Uri>,
-    Response = Connection<Uri, TcpStream>,
-    Error = ConnectError,
-> + Clone {
+pub fn nodelay_connector(
+) -> impl Service<ConnectInfo<Uri>, Response = Connection<Uri, TcpStream>, Error = ConnectError> + Clone
+{
     Connector::new(Resolver::default())
         .service()
         .map(|connection: Connection<Uri, TcpStream>| {

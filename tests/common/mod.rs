@@ -12,7 +12,7 @@ use gateway::config::{self, RawConfig};
 use gateway::server::{self, RunningGateway};
 
 #[allow(unused_imports)]
-pub use mock_upstream::{Mode, MockOptions, MockUpstream};
+pub use mock_upstream::{MockOptions, MockUpstream, Mode};
 use serde_json::{json, Value};
 
 /// How long any condition may take before a test fails.
@@ -34,8 +34,17 @@ impl TestGateway {
     }
 
     /// POSTs JSON and returns status, headers and the whole body.
-    pub async fn post(&self, path: &str, body: &Value) -> (u16, awc::http::header::HeaderMap, Vec<u8>) {
-        self.post_raw(path, "application/json", serde_json::to_vec(body).expect("json")).await
+    pub async fn post(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> (u16, awc::http::header::HeaderMap, Vec<u8>) {
+        self.post_raw(
+            path,
+            "application/json",
+            serde_json::to_vec(body).expect("json"),
+        )
+        .await
     }
 
     pub async fn post_raw(
@@ -52,13 +61,25 @@ impl TestGateway {
             .await
             .expect("request reaches the gateway");
         let bytes = response.body().limit(64 * 1024 * 1024).await.expect("body");
-        (response.status().as_u16(), response.headers().clone(), bytes.to_vec())
+        (
+            response.status().as_u16(),
+            response.headers().clone(),
+            bytes.to_vec(),
+        )
     }
 
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
-        let mut response = self.client.get(self.url(path)).send().await.expect("request");
+        let mut response = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request");
         let body = response.body().limit(4 * 1024 * 1024).await.expect("body");
-        (response.status().as_u16(), serde_json::from_slice(&body).unwrap_or(Value::Null))
+        (
+            response.status().as_u16(),
+            serde_json::from_slice(&body).unwrap_or(Value::Null),
+        )
     }
 
     /// Rewrites the static discovery file; the watcher picks it up.
@@ -68,7 +89,10 @@ impl TestGateway {
 
     pub async fn wait_ready(&self) {
         let gateway = self;
-        wait_for("the gateway to be ready", || async move { gateway.get_json("/ready").await.0 == 200 }).await;
+        wait_for("the gateway to be ready", || async move {
+            gateway.get_json("/ready").await.0 == 200
+        })
+        .await;
     }
 
     pub async fn stop(self) {
@@ -173,7 +197,10 @@ where
         if condition().await {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

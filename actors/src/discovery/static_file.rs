@@ -65,7 +65,8 @@ pub fn parse_services(text: &str) -> Result<ServiceSet, String> {
         serde_json::from_str(text).map_err(|error| error.to_string())?;
     raw.into_iter()
         .map(|(name, service)| {
-            let parsed = parse_service(&name, service).map_err(|e| format!("service {name:?}: {e}"))?;
+            let parsed =
+                parse_service(&name, service).map_err(|e| format!("service {name:?}: {e}"))?;
             Ok((name, parsed))
         })
         .collect()
@@ -112,7 +113,12 @@ fn parse_service(name: &str, service: FileService) -> Result<DiscoveredService, 
     })
 }
 
-fn instance(host: String, port: u16, weight: u32, protocol: FileProtocol) -> Result<EndpointSpec, String> {
+fn instance(
+    host: String,
+    port: u16,
+    weight: u32,
+    protocol: FileProtocol,
+) -> Result<EndpointSpec, String> {
     if host.is_empty() || host.contains('/') || host.chars().any(char::is_whitespace) {
         return Err(format!("host {host:?} is not a host name or address"));
     }
@@ -200,8 +206,14 @@ mod tests {
         )
         .expect("valid");
         let endpoints = &set["llm"].endpoints;
-        assert_eq!((endpoints[0].weight, endpoints[0].protocol), (2, Protocol::Grpc));
-        assert_eq!((endpoints[1].weight, endpoints[1].protocol), (1, Protocol::Http));
+        assert_eq!(
+            (endpoints[0].weight, endpoints[0].protocol),
+            (2, Protocol::Grpc)
+        );
+        assert_eq!(
+            (endpoints[1].weight, endpoints[1].protocol),
+            (1, Protocol::Http)
+        );
     }
 
     #[test]
@@ -209,12 +221,24 @@ mod tests {
         check_error("{", "EOF");
         check_error(r#"{"s": {"host": "a"}}"#, "host and port go together");
         check_error(r#"{"s": {}}"#, "needs host and port");
-        check_error(r#"{"s": {"host": "a", "port": 1, "instances": []}}"#, "not both");
+        check_error(
+            r#"{"s": {"host": "a", "port": 1, "instances": []}}"#,
+            "not both",
+        );
         check_error(r#"{"s": {"host": "a", "port": 0}}"#, "port 0");
         check_error(r#"{"s": {"host": "a", "port": 70000}}"#, "70000");
-        check_error(r#"{"s": {"host": "a", "port": 1, "colour": "red"}}"#, "unknown field `colour`");
-        check_error(r#"{"s": {"host": "a", "port": 1, "protocol": "ftp"}}"#, "unknown variant `ftp`");
-        check_error(r#"{"s": {"host": "a", "port": 1, "health_check": "health"}}"#, "must start with '/'");
+        check_error(
+            r#"{"s": {"host": "a", "port": 1, "colour": "red"}}"#,
+            "unknown field `colour`",
+        );
+        check_error(
+            r#"{"s": {"host": "a", "port": 1, "protocol": "ftp"}}"#,
+            "unknown variant `ftp`",
+        );
+        check_error(
+            r#"{"s": {"host": "a", "port": 1, "health_check": "health"}}"#,
+            "must start with '/'",
+        );
         check_error(r#"{"a/b": {"host": "a", "port": 1}}"#, "service \"a/b\"");
         check_error(
             r#"{"s": {"instances": [{"host": "a", "port": 1}, {"host": "a", "port": 1}]}}"#,

@@ -112,7 +112,11 @@ impl MockUpstream {
     }
 
     /// Starts a server for an existing state, e.g. to bring a stopped mock back on its port.
-    pub fn start_with_state(addr: &str, state: Arc<MockState>, workers: usize) -> std::io::Result<MockUpstream> {
+    pub fn start_with_state(
+        addr: &str,
+        state: Arc<MockState>,
+        workers: usize,
+    ) -> std::io::Result<MockUpstream> {
         let shared = web::Data::from(Arc::clone(&state));
         let server = HttpServer::new(move || {
             App::new()
@@ -192,7 +196,11 @@ fn reply_text(body: &Value) -> String {
     format!("echo: {last}")
 }
 
-async fn completion(request: HttpRequest, body: Bytes, state: web::Data<MockState>) -> HttpResponse {
+async fn completion(
+    request: HttpRequest,
+    body: Bytes,
+    state: web::Data<MockState>,
+) -> HttpResponse {
     let Some(parsed) = record(&state, &request, &body) else {
         return HttpResponse::BadRequest().json(json!({"error": {"message": "bad json", "type": "invalid_request_error", "code": null}}));
     };
@@ -211,7 +219,11 @@ async fn completion(request: HttpRequest, body: Bytes, state: web::Data<MockStat
     if !state.latency.is_zero() {
         tokio::time::sleep(state.latency).await;
     }
-    let model = parsed.get("model").and_then(Value::as_str).unwrap_or("echo-1").to_string();
+    let model = parsed
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("echo-1")
+        .to_string();
     let text = reply_text(&parsed);
     let chat = request.path().ends_with("/chat/completions");
     if parsed.get("stream").and_then(Value::as_bool) == Some(true) {
@@ -222,9 +234,15 @@ async fn completion(request: HttpRequest, body: Bytes, state: web::Data<MockStat
         return stream_reply(state.into_inner(), model, text, chat, include_usage);
     }
     let (object, choice) = if chat {
-        ("chat.completion", json!({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}))
+        (
+            "chat.completion",
+            json!({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}),
+        )
     } else {
-        ("text_completion", json!({"index": 0, "text": text, "finish_reason": "stop"}))
+        (
+            "text_completion",
+            json!({"index": 0, "text": text, "finish_reason": "stop"}),
+        )
     };
     HttpResponse::Ok()
         .insert_header(("x-mock-instance", state.name.clone()))
@@ -264,12 +282,22 @@ fn chunk_event(model: &str, chat: bool, delta: &str, finish: Option<&str>) -> By
     } else {
         json!({"index": 0, "text": delta, "finish_reason": finish})
     };
-    let object = if chat { "chat.completion.chunk" } else { "text_completion" };
+    let object = if chat {
+        "chat.completion.chunk"
+    } else {
+        "text_completion"
+    };
     let event = json!({"id": "cmpl-mock", "object": object, "created": 0, "model": model, "choices": [choice]});
     Bytes::from(format!("data: {event}\n\n"))
 }
 
-fn stream_reply(state: Arc<MockState>, model: String, text: String, chat: bool, include_usage: bool) -> HttpResponse {
+fn stream_reply(
+    state: Arc<MockState>,
+    model: String,
+    text: String,
+    chat: bool,
+    include_usage: bool,
+) -> HttpResponse {
     let name = state.name.clone();
     let total = state.chunks.max(1);
     let words: Vec<&str> = text.split(' ').collect();
@@ -287,24 +315,30 @@ fn stream_reply(state: Arc<MockState>, model: String, text: String, chat: bool, 
         events.truncate(n);
     }
     let watch = StreamWatch { state, done: false };
-    let body = stream::unfold((0usize, events, Some(watch)), |(index, events, mut watch)| async move {
-        let state = Arc::clone(&watch.as_ref()?.state);
-        let Some(event) = events.get(index).cloned() else {
-            if let Some(watch) = watch.take() {
-                watch.finish();
+    let body = stream::unfold(
+        (0usize, events, Some(watch)),
+        |(index, events, mut watch)| async move {
+            let state = Arc::clone(&watch.as_ref()?.state);
+            let Some(event) = events.get(index).cloned() else {
+                if let Some(watch) = watch.take() {
+                    watch.finish();
+                }
+                return None;
+            };
+            if index == 1 {
+                if let Some(gate) = &state.gate {
+                    gate.acquire().await.ok()?.forget();
+                }
             }
-            return None;
-        };
-        if index == 1 {
-            if let Some(gate) = &state.gate {
-                gate.acquire().await.ok()?.forget();
+            if index > 0 && !state.chunk_delay.is_zero() {
+                tokio::time::sleep(state.chunk_delay).await;
             }
-        }
-        if index > 0 && !state.chunk_delay.is_zero() {
-            tokio::time::sleep(state.chunk_delay).await;
-        }
-        Some((Ok::<Bytes, std::io::Error>(event), (index + 1, events, watch)))
-    });
+            Some((
+                Ok::<Bytes, std::io::Error>(event),
+                (index + 1, events, watch),
+            ))
+        },
+    );
     HttpResponse::Ok()
         .insert_header(("content-type", "text/event-stream"))
         .insert_header(("cache-control", "no-cache"))
@@ -312,7 +346,11 @@ fn stream_reply(state: Arc<MockState>, model: String, text: String, chat: bool, 
         .streaming(body)
 }
 
-async fn embeddings(request: HttpRequest, body: Bytes, state: web::Data<MockState>) -> HttpResponse {
+async fn embeddings(
+    request: HttpRequest,
+    body: Bytes,
+    state: web::Data<MockState>,
+) -> HttpResponse {
     let Some(parsed) = record(&state, &request, &body) else {
         return HttpResponse::BadRequest().finish();
     };
@@ -328,6 +366,8 @@ async fn embeddings(request: HttpRequest, body: Bytes, state: web::Data<MockStat
         .collect();
     HttpResponse::Ok()
         .insert_header(("x-mock-instance", state.name.clone()))
-        .json(json!({"object": "list", "data": data, "model": parsed.get("model"),
-                     "usage": {"prompt_tokens": inputs, "total_tokens": inputs}}))
+        .json(
+            json!({"object": "list", "data": data, "model": parsed.get("model"),
+                     "usage": {"prompt_tokens": inputs, "total_tokens": inputs}}),
+        )
 }

