@@ -218,3 +218,54 @@ async fn no_endpoint_gives_503() {
     assert_eq!(ready["services"]["llm"]["ready"], false);
     gateway.stop().await;
 }
+
+#[actix_rt::test]
+async fn ejection_never_takes_the_last_endpoints() {
+    let mocks = [mock("a"), mock("b")];
+    // No active health checks: only passive ejection decides.
+    let services = json!({"llm": {"instances": [
+        {"host": "127.0.0.1", "port": mocks[0].addr.port()},
+        {"host": "127.0.0.1", "port": mocks[1].addr.port()}
+    ]}});
+    let mut raw = test_config();
+    raw.upstream_defaults.ejection_consecutive_failures = Some(2);
+    raw.upstream_defaults.ejection_base_ms = Some(60_000);
+    let gateway = start_gateway(raw, &services).await;
+    gateway.wait_ready().await;
+    for m in &mocks {
+        m.state.set_mode(Mode::Fail);
+    }
+    for _ in 0..10 {
+        let (status, _, _) = gateway.post("/v1/chat/completions", &chat("llm/m")).await;
+        assert_eq!(status, 502);
+    }
+    let pool = gateway.registry.pool("llm").expect("pool");
+    let registry_pool = pool.clone();
+    wait_for("one endpoint ejected", || {
+        let pool = registry_pool.clone();
+        async move {
+            pool.state()
+                .await
+                .is_ok_and(|s| s.endpoints.iter().filter(|e| e.ejections > 0).count() == 1)
+        }
+    })
+    .await;
+    let state = pool.state().await.expect("state");
+    assert_eq!(
+        state.endpoints.iter().filter(|e| e.eligible).count(),
+        1,
+        "{state:?}"
+    );
+    // Further failures cannot eject the last one (min_eligible_endpoints = 1).
+    for _ in 0..10 {
+        let (status, _, _) = gateway.post("/v1/chat/completions", &chat("llm/m")).await;
+        assert_eq!(status, 502);
+    }
+    let state = pool.state().await.expect("state");
+    assert_eq!(
+        state.endpoints.iter().filter(|e| e.eligible).count(),
+        1,
+        "{state:?}"
+    );
+    gateway.stop().await;
+}

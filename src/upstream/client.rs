@@ -16,9 +16,10 @@ const KEEP_ALIVE: Duration = Duration::from_secs(30);
 /// Connections are recycled after this long even when busy, so DNS changes are seen.
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
 
-/// A TCP connector that turns Nagle's algorithm off on every upstream socket. awc writes a
-/// request's head and body separately; with Nagle on, the body waits for the ACK of the head,
-/// which the upstream delays by up to 40 ms.
+/// A TCP connector that turns Nagle's algorithm off on every upstream socket. awc buffers a
+/// request's head with its body and writes them together, but any write that follows an
+/// unacknowledged small one (a streamed request body, the next request on a keep-alive
+/// connection racing a delayed ACK) would otherwise wait up to 40 ms.
 pub fn nodelay_connector(
 ) -> impl Service<ConnectInfo<Uri>, Response = Connection<Uri, TcpStream>, Error = ConnectError> + Clone
 {
