@@ -5,6 +5,7 @@ use std::time::Duration;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
+use tonic::Code;
 
 /// Everything that can go wrong while serving a request. `status_code`, `error_type`, `code`
 /// and `metric_label` match every variant without a wildcard, so a new variant must choose.
@@ -47,6 +48,31 @@ pub enum GatewayError {
         phase: &'static str,
         after: Duration,
     },
+    #[error("{message}")]
+    Unauthorized { code: &'static str, message: String },
+    #[error("This API key may not use the model '{0}'.")]
+    ModelNotAllowed(String),
+    #[error("This operation needs an administrator.")]
+    AdminRequired,
+    #[error("{0}")]
+    QuotaExceeded(String),
+    #[error("{0}")]
+    ResourceNotFound(String),
+    #[error("Usage recording is backed up; retry shortly. ({0})")]
+    UsageBacklog(String),
+    #[error("The gateway's database is unavailable: {0}")]
+    StoreUnavailable(String),
+    /// A gRPC upstream answered with a non-OK status, or could not be reached (UNAVAILABLE).
+    #[error("{}", describe_grpc(.service, *.code, .message))]
+    UpstreamGrpc {
+        service: String,
+        code: Code,
+        message: String,
+    },
+    /// The request cannot be converted for the service's protocol (an API the gRPC contract
+    /// lacks, or protocol conversion switched off).
+    #[error("Service '{service}' cannot serve this request: {detail}")]
+    UnsupportedByService { service: String, detail: String },
     #[error("The gateway is overloaded; retry shortly.")]
     Overloaded,
     #[error("Internal gateway error: {0}")]
@@ -73,13 +99,20 @@ impl GatewayError {
                 StatusCode::NOT_FOUND
             }
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            GatewayError::NoHealthyEndpoint { .. } | GatewayError::Overloaded => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            GatewayError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            GatewayError::ModelNotAllowed(_) | GatewayError::AdminRequired => StatusCode::FORBIDDEN,
+            GatewayError::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::ResourceNotFound(_) => StatusCode::NOT_FOUND,
+            GatewayError::NoHealthyEndpoint { .. }
+            | GatewayError::Overloaded
+            | GatewayError::UsageBacklog(_)
+            | GatewayError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamStatus { .. }
             | GatewayError::UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::UpstreamGrpc { code, .. } => grpc_http_status(*code),
+            GatewayError::UnsupportedByService { .. } => StatusCode::NOT_IMPLEMENTED,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -94,7 +127,20 @@ impl GatewayError {
             | GatewayError::PayloadTooLarge { .. }
             | GatewayError::ModelNotFound(_)
             | GatewayError::RouteNotFound { .. }
-            | GatewayError::MethodNotAllowed { .. } => "invalid_request_error",
+            | GatewayError::MethodNotAllowed { .. }
+            | GatewayError::ResourceNotFound(_)
+            | GatewayError::UnsupportedByService { .. } => "invalid_request_error",
+            GatewayError::UpstreamGrpc { code, .. } => {
+                if grpc_blames_client(*code) {
+                    "invalid_request_error"
+                } else {
+                    "upstream_error"
+                }
+            }
+            GatewayError::Unauthorized { .. } => "authentication_error",
+            GatewayError::ModelNotAllowed(_) | GatewayError::AdminRequired => "permission_error",
+            GatewayError::QuotaExceeded(_) => "insufficient_quota",
+            GatewayError::UsageBacklog(_) | GatewayError::StoreUnavailable(_) => "server_error",
             GatewayError::NoHealthyEndpoint { .. }
             | GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamStatus { .. }
@@ -115,11 +161,20 @@ impl GatewayError {
             GatewayError::ModelNotFound(_) => "model_not_found",
             GatewayError::RouteNotFound { .. } => "not_found",
             GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
+            GatewayError::Unauthorized { code, .. } => code,
+            GatewayError::ModelNotAllowed(_) => "model_not_allowed",
+            GatewayError::AdminRequired => "insufficient_permissions",
+            GatewayError::QuotaExceeded(_) => "insufficient_quota",
+            GatewayError::ResourceNotFound(_) => "not_found",
+            GatewayError::UsageBacklog(_) => "usage_backlog",
+            GatewayError::StoreUnavailable(_) => "database_unavailable",
             GatewayError::NoHealthyEndpoint { .. } => "no_healthy_upstream",
             GatewayError::UpstreamConnect { .. } => "upstream_connect_error",
             GatewayError::UpstreamStatus { .. } => "upstream_error",
             GatewayError::UpstreamProtocol { .. } => "upstream_protocol_error",
             GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
+            GatewayError::UpstreamGrpc { code, .. } => grpc_error_code(*code),
+            GatewayError::UnsupportedByService { .. } => "unsupported_by_service",
             GatewayError::Overloaded => "overloaded",
             GatewayError::Internal(_) => "internal_error",
         }
@@ -134,25 +189,45 @@ impl GatewayError {
             | GatewayError::PayloadTooLarge { .. }
             | GatewayError::ModelNotFound(_)
             | GatewayError::RouteNotFound { .. }
-            | GatewayError::MethodNotAllowed { .. } => ErrorSource::Client,
+            | GatewayError::MethodNotAllowed { .. }
+            | GatewayError::Unauthorized { .. }
+            | GatewayError::ModelNotAllowed(_)
+            | GatewayError::AdminRequired
+            | GatewayError::QuotaExceeded(_)
+            | GatewayError::ResourceNotFound(_)
+            | GatewayError::UnsupportedByService { .. } => ErrorSource::Client,
+            GatewayError::UpstreamGrpc { code, .. } => {
+                if grpc_blames_client(*code) {
+                    ErrorSource::Client
+                } else {
+                    ErrorSource::Upstream
+                }
+            }
             GatewayError::NoHealthyEndpoint { .. }
             | GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamStatus { .. }
             | GatewayError::UpstreamProtocol { .. }
             | GatewayError::UpstreamTimeout { .. } => ErrorSource::Upstream,
-            GatewayError::Overloaded | GatewayError::Internal(_) => ErrorSource::Gateway,
+            GatewayError::Overloaded
+            | GatewayError::UsageBacklog(_)
+            | GatewayError::StoreUnavailable(_)
+            | GatewayError::Internal(_) => ErrorSource::Gateway,
         }
     }
 
-    /// Whether another endpoint may succeed where this attempt failed.
+    /// Whether another endpoint may succeed where this attempt failed. Such a failure also
+    /// counts against the endpoint's health; an error the request itself caused does not.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            GatewayError::UpstreamConnect { .. }
-                | GatewayError::UpstreamStatus { .. }
-                | GatewayError::UpstreamTimeout { .. }
-                | GatewayError::UpstreamProtocol { .. }
-        )
+        match self {
+            GatewayError::UpstreamGrpc { code, .. } => grpc_is_retryable(*code),
+            other => matches!(
+                other,
+                GatewayError::UpstreamConnect { .. }
+                    | GatewayError::UpstreamStatus { .. }
+                    | GatewayError::UpstreamTimeout { .. }
+                    | GatewayError::UpstreamProtocol { .. }
+            ),
+        }
     }
 
     /// The OpenAI-shaped body: `{"error":{"message","type","param","code"}}`.
@@ -169,6 +244,114 @@ impl GatewayError {
                 code: self.code(),
             },
         }
+    }
+}
+
+/// INVALID_ARGUMENT 400, NOT_FOUND 404, RESOURCE_EXHAUSTED 429, UNAVAILABLE 503,
+/// DEADLINE_EXCEEDED 504, every other status 502. Every code is listed, so none falls through.
+fn grpc_http_status(code: Code) -> StatusCode {
+    match code {
+        Code::InvalidArgument => StatusCode::BAD_REQUEST,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        Code::Ok
+        | Code::Cancelled
+        | Code::Unknown
+        | Code::AlreadyExists
+        | Code::PermissionDenied
+        | Code::FailedPrecondition
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::Unimplemented
+        | Code::Internal
+        | Code::DataLoss
+        | Code::Unauthenticated => StatusCode::BAD_GATEWAY,
+    }
+}
+
+/// Statuses that describe the request rather than the server: the client must change it.
+fn grpc_blames_client(code: Code) -> bool {
+    match code {
+        Code::InvalidArgument | Code::NotFound => true,
+        Code::Ok
+        | Code::Cancelled
+        | Code::Unknown
+        | Code::DeadlineExceeded
+        | Code::AlreadyExists
+        | Code::PermissionDenied
+        | Code::ResourceExhausted
+        | Code::FailedPrecondition
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::Unimplemented
+        | Code::Internal
+        | Code::Unavailable
+        | Code::DataLoss
+        | Code::Unauthenticated => false,
+    }
+}
+
+/// Statuses after which another endpoint may succeed. Request faults and credentials or
+/// preconditions that every endpoint shares are not retried.
+fn grpc_is_retryable(code: Code) -> bool {
+    match code {
+        Code::Cancelled
+        | Code::Unknown
+        | Code::DeadlineExceeded
+        | Code::ResourceExhausted
+        | Code::Aborted
+        | Code::Unimplemented
+        | Code::Internal
+        | Code::Unavailable
+        | Code::DataLoss => true,
+        Code::Ok
+        | Code::InvalidArgument
+        | Code::NotFound
+        | Code::AlreadyExists
+        | Code::PermissionDenied
+        | Code::FailedPrecondition
+        | Code::OutOfRange
+        | Code::Unauthenticated => false,
+    }
+}
+
+fn grpc_error_code(code: Code) -> &'static str {
+    match code {
+        Code::InvalidArgument => "invalid_request",
+        Code::NotFound => "not_found",
+        Code::ResourceExhausted => "upstream_overloaded",
+        Code::Unavailable => "upstream_unavailable",
+        Code::DeadlineExceeded => "upstream_timeout",
+        Code::Ok
+        | Code::Cancelled
+        | Code::Unknown
+        | Code::AlreadyExists
+        | Code::PermissionDenied
+        | Code::FailedPrecondition
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::Unimplemented
+        | Code::Internal
+        | Code::DataLoss
+        | Code::Unauthenticated => "upstream_error",
+    }
+}
+
+fn describe_grpc(service: &str, code: Code, message: &str) -> String {
+    match code {
+        Code::InvalidArgument | Code::NotFound => {
+            format!("Service '{service}' rejected the request: {message}")
+        }
+        Code::Unavailable => format!("Service '{service}' is unavailable (gRPC): {message}"),
+        Code::DeadlineExceeded => {
+            format!("Service '{service}' did not answer before the deadline: {message}")
+        }
+        other => format!(
+            "Service '{service}' failed with gRPC status {}: {message}",
+            other.description()
+        ),
     }
 }
 
@@ -200,5 +383,52 @@ impl ResponseError for GatewayError {
         HttpResponse::build(self.status())
             .insert_header((header::CONTENT_TYPE, "application/json"))
             .body(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(code: Code, status: u16, error_type: &str, retryable: bool) {
+        let error = GatewayError::UpstreamGrpc {
+            service: "pm".into(),
+            code,
+            message: "why".into(),
+        };
+        assert_eq!(
+            (
+                error.status().as_u16(),
+                error.error_type(),
+                error.is_retryable()
+            ),
+            (status, error_type, retryable),
+            "{code:?}"
+        );
+        assert!(error.to_string().contains("'pm'") && error.to_string().contains("why"));
+    }
+
+    #[test]
+    fn grpc_statuses_map_to_http() {
+        check(Code::InvalidArgument, 400, "invalid_request_error", false);
+        check(Code::NotFound, 404, "invalid_request_error", false);
+        check(Code::ResourceExhausted, 429, "upstream_error", true);
+        check(Code::Unavailable, 503, "upstream_error", true);
+        check(Code::DeadlineExceeded, 504, "upstream_error", true);
+        check(Code::Internal, 502, "upstream_error", true);
+        check(Code::Unknown, 502, "upstream_error", true);
+        check(Code::PermissionDenied, 502, "upstream_error", false);
+        check(Code::FailedPrecondition, 502, "upstream_error", false);
+    }
+
+    #[test]
+    fn unsupported_requests_are_501_and_not_retried() {
+        let error = GatewayError::UnsupportedByService {
+            service: "pm".into(),
+            detail: "no".into(),
+        };
+        assert_eq!(error.status().as_u16(), 501);
+        assert_eq!(error.source_kind(), ErrorSource::Client);
+        assert!(!error.is_retryable());
     }
 }

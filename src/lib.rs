@@ -1,6 +1,8 @@
 //! The gateway's protocol edge: HTTP and SSE, configuration, the CLI and the one
 //! error→response mapping. The core lives in the `actors` crate.
 
+pub mod admin;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;

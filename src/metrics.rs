@@ -25,6 +25,9 @@ pub struct Metrics {
     endpoint_in_flight: IntGaugeVec,
     stream_faults: IntCounterVec,
     discovery_errors: prometheus::IntGauge,
+    tokens: IntCounterVec,
+    pending_usage: prometheus::IntGauge,
+    key_cache: IntGaugeVec,
 }
 
 impl Metrics {
@@ -72,6 +75,27 @@ impl Metrics {
             "Discovery results rejected (broken service files, unreachable back-ends); the last good set stays.",
         )?;
         registry.register(Box::new(discovery_errors.clone()))?;
+        let tokens = IntCounterVec::new(
+            Opts::new(
+                "gateway_tokens_total",
+                "Tokens billed, by key, model and direction (prompt or completion).",
+            ),
+            &["key", "model", "direction"],
+        )?;
+        let pending_usage = prometheus::IntGauge::new(
+            "gateway_usage_pending_events",
+            "Usage events not yet written to the database.",
+        )?;
+        let key_cache = IntGaugeVec::new(
+            Opts::new(
+                "gateway_key_cache_lookups",
+                "API-key lookups answered from the cache (hit) or the database (miss).",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(tokens.clone()))?;
+        registry.register(Box::new(pending_usage.clone()))?;
+        registry.register(Box::new(key_cache.clone()))?;
         registry.register(Box::new(upstream_duration.clone()))?;
         registry.register(Box::new(overhead.clone()))?;
         registry.register(Box::new(endpoint_healthy.clone()))?;
@@ -85,6 +109,9 @@ impl Metrics {
             endpoint_in_flight,
             stream_faults,
             discovery_errors,
+            tokens,
+            pending_usage,
+            key_cache,
         })
     }
 
@@ -104,6 +131,29 @@ impl Metrics {
         self.overhead
             .with_label_values(&[route])
             .observe(overhead.as_secs_f64());
+    }
+
+    pub fn count_tokens(&self, key: &str, model: &str, prompt: i64, completion: i64) {
+        for (direction, count) in [("prompt", prompt), ("completion", completion)] {
+            if count > 0 {
+                self.tokens
+                    .with_label_values(&[key, model, direction])
+                    .inc_by(u64::try_from(count).unwrap_or(0));
+            }
+        }
+    }
+
+    /// Refreshes the usage and key-cache gauges; called on every scrape.
+    pub fn refresh_accounting(&self, pending_usage: usize, key_cache_counts: (u64, u64)) {
+        self.pending_usage
+            .set(i64::try_from(pending_usage).unwrap_or(i64::MAX));
+        let (hits, misses) = key_cache_counts;
+        self.key_cache
+            .with_label_values(&["hit"])
+            .set(i64::try_from(hits).unwrap_or(i64::MAX));
+        self.key_cache
+            .with_label_values(&["miss"])
+            .set(i64::try_from(misses).unwrap_or(i64::MAX));
     }
 
     pub fn count_stream_fault(&self, service: &str, fault: &str) {

@@ -2,7 +2,7 @@
 
 use actix_web::{web, FromRequest, Handler, Resource, Responder};
 
-use crate::handlers::{openai, ops};
+use crate::handlers::{admin, openai, ops};
 
 pub fn configure(config: &mut web::ServiceConfig, metrics_enabled: bool) {
     config
@@ -11,7 +11,23 @@ pub fn configure(config: &mut web::ServiceConfig, metrics_enabled: bool) {
         .service(post("/v1/embeddings", openai::embeddings))
         .service(get("/v1/models", openai::list_models))
         .service(get("/health", ops::health))
-        .service(get("/ready", ops::ready));
+        .service(get("/ready", ops::ready))
+        .service(post("/auth/login", admin::login))
+        .service(
+            web::resource("/admin/keys")
+                .route(web::get().to(admin::list_keys))
+                .route(web::post().to(admin::create_key))
+                .default_service(web::to(ops::method_not_allowed)),
+        )
+        .service(
+            web::resource("/admin/keys/{id}")
+                .route(web::patch().to(admin::update_key))
+                .route(web::delete().to(admin::revoke_key))
+                .default_service(web::to(ops::method_not_allowed)),
+        )
+        .service(post("/admin/keys/{id}/revoke", admin::revoke_key))
+        .service(get("/admin/usage", admin::usage))
+        .service(get("/admin/upstreams", admin::upstreams));
     if metrics_enabled {
         config.service(get("/metrics", ops::metrics));
     }

@@ -16,11 +16,17 @@ use actors::{Origin, UpstreamRegistryHandle};
 use anyhow::Context as _;
 use tracing_actix_web::TracingLogger;
 
+use actors::keys::{BudgetLedger, KeyCache, KeyCacheSettings};
+use actors::store::Store;
+use actors::usage::{UsageHandle, UsageRecorder};
+
+use crate::auth::JwtKeys;
 use crate::config::Config;
+use crate::error::GatewayError;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::request_id::{self, GatewayRootSpan};
-use crate::upstream::{HttpHealthProbe, UpstreamClients};
+use crate::upstream::{UpstreamClients, UpstreamHealthProbe};
 use crate::{routes, tls};
 
 /// Read-only state every worker shares.
@@ -29,6 +35,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
     pub discovery_enabled: bool,
+    pub store: Store,
+    pub keys: KeyCache,
+    pub auth_enabled: bool,
+    pub jwt: JwtKeys,
 }
 
 /// A started gateway: where it listens and the handles tests and `main` need.
@@ -37,6 +47,8 @@ pub struct RunningGateway {
     pub scheme: &'static str,
     pub server: actix_web::dev::Server,
     pub registry: UpstreamRegistryHandle,
+    pub store: Store,
+    pub usage: UsageHandle,
 }
 
 impl RunningGateway {
@@ -49,10 +61,36 @@ impl RunningGateway {
 /// server is already accepting and must be awaited (or stopped).
 pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
-    let probe = Rc::new(HttpHealthProbe::new());
+    let database = &config.database;
+    if database.auto_migrate {
+        let applied = Store::migrate(&database.target).context("database migrations")?;
+        if !applied.is_empty() {
+            tracing::info!(migrations = ?applied, "database migrated");
+        }
+    }
+    let store = Store::open(&database.target, database.max_connections).context("database")?;
+    tracing::info!(database = %database.target.display_masked(), "store ready");
+    if !config.auth.enabled {
+        tracing::warn!("AUTH_ENABLED=false: /v1 accepts requests WITHOUT an API key; use only for local experiments");
+    }
+    if config.auth.jwt_secret_generated {
+        tracing::warn!(
+            "JWT_SECRET is not set: using a random secret, so admin tokens end with this process"
+        );
+    }
+    let keys = KeyCache::new(
+        store.clone(),
+        KeyCacheSettings {
+            ttl: config.auth.key_cache_ttl,
+            ..KeyCacheSettings::default()
+        },
+    );
+    let usage = UsageRecorder::start_recorder(store.clone(), config.usage.settings.clone());
+    let probe = Rc::new(UpstreamHealthProbe::new());
     let registry = UpstreamRegistry::start_registry(config.registry.clone(), probe);
     if let Some(discovery) = &config.discovery {
-        let backend = StaticFileDiscovery::new(&discovery.static_file, discovery.poll_interval);
+        let backend = StaticFileDiscovery::new(&discovery.static_file, discovery.poll_interval)
+            .preferring(discovery.preferred_protocol);
         // The first read is strict: a gateway never starts on a broken service file.
         let services = backend.read().await.context("service discovery")?;
         tracing::info!(services = services.len(), file = %discovery.static_file.display(), "static discovery loaded");
@@ -70,10 +108,17 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
             router: ModelRouter::new(config.models.clone()),
             metrics: Arc::clone(&metrics),
             max_response_bytes: config.server.max_response_bytes,
+            usage: usage.clone(),
+            budgets: BudgetLedger::new(store.clone()),
+            default_max_tokens: config.usage.default_max_tokens,
         },
         metrics: Arc::clone(&metrics),
         max_body_bytes: config.server.max_body_bytes,
         discovery_enabled: config.discovery.is_some(),
+        store: store.clone(),
+        keys,
+        auth_enabled: config.auth.enabled,
+        jwt: JwtKeys::new(&config.auth),
     });
     let http_metrics = PrometheusMetricsBuilder::new("gateway")
         .registry(metrics.registry.clone())
@@ -84,10 +129,17 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
     let gzip = config.gzip;
     let cors_origins = config.cors_allowed_origins.clone();
     let metrics_enabled = config.metrics;
+    let grpc_enabled = config.protocol_conversion;
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
-            .app_data(web::Data::new(UpstreamClients::default()))
+            .app_data(web::Data::new(UpstreamClients::new(grpc_enabled)))
+            .app_data(web::QueryConfig::default().error_handler(|error, _| {
+                GatewayError::InvalidJson(format!("invalid query string: {error}")).into()
+            }))
+            .app_data(web::PathConfig::default().error_handler(|error, _| {
+                GatewayError::InvalidJson(format!("invalid path: {error}")).into()
+            }))
             .configure(|app| routes::configure(app, metrics_enabled))
             .wrap(Condition::new(gzip, Compress::default()))
             .wrap(Condition::new(
@@ -125,13 +177,21 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
         scheme,
         server: server.run(),
         registry,
+        store,
+        usage,
     })
 }
 
 fn cors(origins: Option<&[String]>) -> Cors {
     let origins = origins.unwrap_or_default();
     let mut cors = Cors::default()
-        .allowed_methods([http::Method::GET, http::Method::POST, http::Method::OPTIONS])
+        .allowed_methods([
+            http::Method::GET,
+            http::Method::POST,
+            http::Method::PATCH,
+            http::Method::DELETE,
+            http::Method::OPTIONS,
+        ])
         .allowed_headers([
             http::header::AUTHORIZATION,
             http::header::CONTENT_TYPE,

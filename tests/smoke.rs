@@ -75,10 +75,29 @@ async fn serve_answers_and_drains_streams_on_sigterm() {
     let services = dir.path().join("services.json");
     let spec = json!({"echo": {"host": "127.0.0.1", "port": upstream.addr.port(), "protocol": "http", "health_check": "/health"}});
     std::fs::write(&services, spec.to_string()).expect("write");
+    let database = format!("sqlite://{}", dir.path().join("gateway.db").display());
+    // The README's way to get a key: the CLI on the same database.
+    let created = Command::new(BINARY)
+        .args(["keys", "create", "--name", "smoke test"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("DATABASE_URL", &database)
+        .output()
+        .expect("keys create");
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let key = String::from_utf8(created.stdout)
+        .expect("utf8")
+        .trim()
+        .to_string();
+    assert!(key.starts_with("sk-gw-"), "{key}");
     let port = free_port();
     let child = Command::new(BINARY)
         .arg("serve")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("DATABASE_URL", &database)
         .env("GATEWAY_BIND", format!("127.0.0.1:{port}"))
         .env("SERVICE_DISCOVERY_STATIC_FILE", &services)
         .env("GATEWAY__SERVER__SHUTDOWN_TIMEOUT_SECS", "10")
@@ -105,9 +124,18 @@ async fn serve_answers_and_drains_streams_on_sigterm() {
     })
     .await;
 
+    // Without the key: refused.
+    let refused = client
+        .post(format!("{base}/v1/chat/completions"))
+        .send_json(&json!({"model": "echo", "messages": [{"role": "user", "content": "hi"}]}))
+        .await
+        .expect("chat");
+    assert_eq!(refused.status().as_u16(), 401);
+    let bearer = format!("Bearer {key}");
     // The README's first request: the development config's "echo" alias.
     let mut response = client
         .post(format!("{base}/v1/chat/completions"))
+        .insert_header(("authorization", bearer.as_str()))
         .send_json(&json!({"model": "echo", "messages": [{"role": "user", "content": "hi"}]}))
         .await
         .expect("chat");
@@ -118,6 +146,7 @@ async fn serve_answers_and_drains_streams_on_sigterm() {
     // Open a stream, then ask the gateway to stop: the stream still completes.
     let mut stream = client
         .post(format!("{base}/v1/chat/completions"))
+        .insert_header(("x-api-key", key.as_str()))
         .send_json(&json!({"model": "echo", "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
         .await
         .expect("stream");
@@ -142,4 +171,39 @@ async fn serve_answers_and_drains_streams_on_sigterm() {
         .expect("join")
         .expect("wait");
     assert!(exit.0.success(), "graceful exit: {:?}", exit.0);
+
+    // Both requests were billed before the process ended, and the CLI shows them.
+    let usage = Command::new(BINARY)
+        .args(["usage", "--group-by", "model"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("DATABASE_URL", &database)
+        .output()
+        .expect("usage");
+    let report = String::from_utf8_lossy(&usage.stdout);
+    let echo_line = report
+        .lines()
+        .find(|l| l.starts_with("echo "))
+        .unwrap_or_else(|| panic!("{report}"));
+    let columns: Vec<&str> = echo_line.split_whitespace().collect();
+    assert_eq!(columns[1], "2", "two requests: {report}");
+
+    let revoke = Command::new(BINARY)
+        .args(["keys", "revoke", "1"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("DATABASE_URL", &database)
+        .output()
+        .expect("revoke");
+    assert!(revoke.status.success());
+    let list = Command::new(BINARY)
+        .args(["keys", "list"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("DATABASE_URL", &database)
+        .output()
+        .expect("list");
+    let listing = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        listing.contains("smoke test") && listing.contains("revoked"),
+        "{listing}"
+    );
+    assert!(!listing.contains(&key), "secrets are never listed");
 }

@@ -9,11 +9,15 @@ pub mod discovery;
 pub mod endpoint;
 pub mod ewma;
 pub mod health;
+pub mod keys;
 pub mod pool;
 pub mod registry;
 pub mod retry;
 pub mod routing;
 pub mod settings;
+pub mod store;
+pub mod tokens;
+pub mod usage;
 
 pub use endpoint::{Endpoint, EndpointSpec, Origin, Protocol};
 pub use pool::{PoolSnapshot, UpstreamPool, UpstreamPoolHandle};

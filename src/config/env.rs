@@ -12,6 +12,7 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("SERVICE_DISCOVERY_TYPE", "discovery.type"),
     ("SERVICE_DISCOVERY_STATIC_FILE", "discovery.static_file"),
     ("PROTOCOL_CONVERSION_ENABLED", "protocol_conversion.enabled"),
+    ("HTTP_TO_GRPC_ENABLED", "protocol_conversion.http_to_grpc"),
     ("MONITORING_ENABLED", "monitoring.enabled"),
     ("PROMETHEUS_ENABLED", "monitoring.prometheus_enabled"),
     ("TLS_ENABLED", "tls.enabled"),
@@ -22,6 +23,13 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("CORS_ALLOWED_ORIGINS", "cors.allowed_origins"),
     ("LOG_FORMAT", "logging.format"),
     ("LOG_LEVEL", "logging.level"),
+    ("DATABASE_URL", "database.url"),
+    ("DATABASE_AUTO_MIGRATE", "database.auto_migrate"),
+    ("DATABASE_MAX_CONNECTIONS", "database.max_connections"),
+    ("AUTH_ENABLED", "auth.enabled"),
+    ("JWT_SECRET", "auth.jwt_secret"),
+    ("JWT_EXPIRY", "auth.jwt_expiry"),
+    ("AUTH_KEY_CACHE_TTL_SECS", "auth.key_cache_ttl_secs"),
 ];
 
 /// Builds the layer from the given variables: the process environment in production, a fixed
@@ -29,23 +37,42 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
 pub fn environment_layer(vars: impl Iterator<Item = (String, String)>) -> Figment {
     let mut figment = Figment::new();
     for (name, value) in vars {
-        let path = match ENV_NAMES.iter().find(|(env_name, _)| *env_name == name) {
-            Some((_, path)) => path.to_string(),
+        let (path, verbatim) = match ENV_NAMES.iter().find(|(env_name, _)| *env_name == name) {
+            Some((_, path)) => (path.to_string(), VERBATIM.contains(&name.as_str())),
             None => match name.strip_prefix("GATEWAY__") {
-                Some(rest) => rest.to_ascii_lowercase().replace("__", "."),
+                Some(rest) => (rest.to_ascii_lowercase().replace("__", "."), false),
                 None => continue,
             },
         };
-        figment = figment.merge(EnvVar { name, path, value });
+        figment = figment.merge(EnvVar {
+            name,
+            path,
+            value,
+            verbatim,
+        });
     }
     figment
 }
+
+/// Variables that are always strings: a secret or URL must never turn into a number.
+const VERBATIM: &[&str] = &[
+    "GATEWAY_BIND",
+    "SERVICE_DISCOVERY_STATIC_FILE",
+    "TLS_CERT_FILE",
+    "TLS_KEY_FILE",
+    "CORS_ALLOWED_ORIGINS",
+    "LOG_LEVEL",
+    "DATABASE_URL",
+    "JWT_SECRET",
+    "JWT_EXPIRY",
+];
 
 /// One variable as a figment provider, so an error names the variable it came from.
 struct EnvVar {
     name: String,
     path: String,
     value: String,
+    verbatim: bool,
 }
 
 impl Provider for EnvVar {
@@ -55,7 +82,12 @@ impl Provider for EnvVar {
 
     fn data(&self) -> Result<Map<Profile, Dict>, Error> {
         // Parsed as figment parses environment values: `true`, `8080`, `[a, b]`, or a string.
-        let Ok(value) = self.value.parse::<Value>();
+        let value = if self.verbatim {
+            Value::from(self.value.clone())
+        } else {
+            let Ok(parsed) = self.value.parse::<Value>();
+            parsed
+        };
         let nested = figment::util::nest(&self.path, value);
         let dict = nested
             .into_dict()

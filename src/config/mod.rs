@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use actors::registry::RegistrySettings;
 use actors::routing::ModelAlias;
-use actors::{BalanceStrategy, HealthCheckSettings, OutlierSettings, ServiceSettings};
+use actors::store::DatabaseTarget;
+use actors::{BalanceStrategy, HealthCheckSettings, OutlierSettings, Protocol, ServiceSettings};
 use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 
@@ -60,6 +61,8 @@ pub struct TlsConfig {
 pub struct DiscoveryConfig {
     pub static_file: PathBuf,
     pub poll_interval: Duration,
+    /// How instances with both an HTTP `port` and a `grpc_port` are reached.
+    pub preferred_protocol: Protocol,
 }
 
 /// The validated configuration the gateway runs with.
@@ -79,8 +82,91 @@ pub struct Config {
     pub discovery: Option<DiscoveryConfig>,
     pub registry: RegistrySettings,
     pub models: Vec<ModelAlias>,
+    pub database: DatabaseConfig,
+    pub auth: AuthConfig,
+    pub usage: UsageConfig,
     /// The merged raw layers, for `check-config`.
     pub raw: RawConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub target: DatabaseTarget,
+    pub auto_migrate: bool,
+    pub max_connections: usize,
+}
+
+#[derive(Clone)]
+pub struct AuthConfig {
+    pub enabled: bool,
+    pub jwt_secret: String,
+    /// True when no secret was configured and a random one was made (development only):
+    /// tokens then die with the process.
+    pub jwt_secret_generated: bool,
+    pub jwt_expiry: Duration,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub key_cache_ttl: Duration,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("enabled", &self.enabled)
+            .field("jwt_secret", &"********")
+            .field("jwt_expiry", &self.jwt_expiry)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct UsageConfig {
+    pub settings: actors::usage::UsageSettings,
+    pub default_max_tokens: i64,
+}
+
+/// Parses `24h`, `30m`, `45s` or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let value: u64 = number.parse().ok()?;
+    let seconds = match unit {
+        "s" => value,
+        "m" => value.checked_mul(60)?,
+        "h" => value.checked_mul(3600)?,
+        "d" => value.checked_mul(86_400)?,
+        _ => return None,
+    };
+    (seconds > 0).then(|| Duration::from_secs(seconds))
+}
+
+/// Why a JWT secret is unfit for production, if it is.
+pub fn weak_secret(secret: &str) -> Option<&'static str> {
+    let lower = secret.to_ascii_lowercase();
+    if secret.len() < 32 {
+        return Some("it is shorter than 32 bytes");
+    }
+    if [
+        "change", "secret", "default", "example", "password", "your-", "dev-", "test",
+    ]
+    .iter()
+    .any(|word| lower.contains(word))
+    {
+        return Some("it looks like a placeholder");
+    }
+    let distinct: std::collections::HashSet<char> = secret.chars().collect();
+    if distinct.len() < 8 {
+        return Some("it has too few distinct characters");
+    }
+    None
+}
+
+/// A development-only secret: 32 random bytes, gone with the process.
+fn random_secret() -> String {
+    actors::store::keys::generate_secret().0
 }
 
 impl Config {
@@ -98,6 +184,15 @@ impl Config {
             if service.api_key.is_some() {
                 service.api_key = Some("********".into());
             }
+        }
+        if raw.auth.jwt_secret.is_some() {
+            raw.auth.jwt_secret = Some("********".into());
+        }
+        if let Some(url) = &raw.database.url {
+            raw.database.url = Some(
+                DatabaseTarget::parse(Some(url))
+                    .map_or_else(|_| url.clone(), |t| t.display_masked()),
+            );
         }
         toml::to_string_pretty(&raw).unwrap_or_else(|error| format!("# cannot render: {error}\n"))
     }
@@ -177,6 +272,13 @@ pub fn validate(raw: RawConfig, env: &str) -> Result<Config, ConfigError> {
             DiscoveryType::Static => Some(DiscoveryConfig {
                 static_file: raw.discovery.static_file.clone().into(),
                 poll_interval: Duration::from_millis(raw.discovery.poll_interval_ms.max(50)),
+                preferred_protocol: if raw.protocol_conversion.enabled
+                    && raw.protocol_conversion.http_to_grpc
+                {
+                    Protocol::Grpc
+                } else {
+                    Protocol::Http
+                },
             }),
             kind @ (DiscoveryType::Consul | DiscoveryType::Kubernetes) => {
                 errors.push(format!(
@@ -232,10 +334,79 @@ pub fn validate(raw: RawConfig, env: &str) -> Result<Config, ConfigError> {
             upstream_model: model.upstream_model.clone(),
         });
     }
-    if !errors.is_empty() {
-        return Err(ConfigError(errors));
+    let database = match DatabaseTarget::parse(raw.database.url.as_deref()) {
+        Ok(target) => Some(DatabaseConfig {
+            target,
+            auto_migrate: raw.database.auto_migrate,
+            max_connections: raw.database.max_connections.max(1),
+        }),
+        Err(error) => {
+            errors.push(format!("database.url: {error}"));
+            None
+        }
+    };
+    let production = env == "production";
+    let (jwt_secret, jwt_secret_generated) = match raw
+        .auth
+        .jwt_secret
+        .as_deref()
+        .filter(|s| !s.is_empty())
+    {
+        Some(secret) => {
+            if production {
+                if let Some(reason) = weak_secret(secret) {
+                    errors.push(format!("auth.jwt_secret (JWT_SECRET): refusing to run in production because {reason}"));
+                }
+            }
+            (secret.to_string(), false)
+        }
+        None if production => {
+            errors.push(
+                "auth.jwt_secret (JWT_SECRET): required in production (at least 32 random bytes)"
+                    .into(),
+            );
+            (String::new(), false)
+        }
+        None => (random_secret(), true),
+    };
+    let jwt_expiry = parse_duration(&raw.auth.jwt_expiry).unwrap_or_else(|| {
+        errors.push(format!(
+            "auth.jwt_expiry: {:?} is not a duration like 24h, 30m or 3600s",
+            raw.auth.jwt_expiry
+        ));
+        Duration::from_secs(86_400)
+    });
+    if raw.usage.batch_size == 0 || raw.usage.buffer_capacity == 0 {
+        errors.push("usage: batch_size and buffer_capacity must be positive".into());
     }
+    if raw.usage.default_max_tokens < 0 {
+        errors.push("usage.default_max_tokens: must not be negative".into());
+    }
+    let (Some(database), true) = (database, errors.is_empty()) else {
+        return Err(ConfigError(errors));
+    };
+    let auth = AuthConfig {
+        enabled: raw.auth.enabled,
+        jwt_secret,
+        jwt_secret_generated,
+        jwt_expiry,
+        jwt_issuer: raw.auth.jwt_issuer.clone(),
+        jwt_audience: raw.auth.jwt_audience.clone(),
+        key_cache_ttl: Duration::from_secs(raw.auth.key_cache_ttl_secs),
+    };
+    let usage = UsageConfig {
+        settings: actors::usage::UsageSettings {
+            batch_size: raw.usage.batch_size,
+            flush_interval: Duration::from_millis(raw.usage.flush_interval_ms.max(10)),
+            capacity: raw.usage.buffer_capacity,
+            ..actors::usage::UsageSettings::default()
+        },
+        default_max_tokens: raw.usage.default_max_tokens,
+    };
     Ok(Config {
+        database,
+        auth,
+        usage,
         env: env.to_string(),
         server: ServerConfig {
             bind: server.bind.clone(),

@@ -13,12 +13,15 @@ pub struct RawConfig {
     pub gzip: RawToggle,
     pub cors: RawCors,
     pub monitoring: RawMonitoring,
-    pub protocol_conversion: RawToggle,
+    pub protocol_conversion: RawProtocolConversion,
     pub logging: RawLogging,
     pub discovery: RawDiscovery,
     pub upstream_defaults: RawServiceSettings,
     pub services: BTreeMap<String, RawServiceSettings>,
     pub models: Vec<RawModel>,
+    pub database: RawDatabase,
+    pub auth: RawAuth,
+    pub usage: RawUsage,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -64,6 +67,25 @@ pub struct RawToggle {
 impl Default for RawToggle {
     fn default() -> Self {
         RawToggle { enabled: true }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawProtocolConversion {
+    /// Off: endpoints that speak gRPC cannot be used (a clear 501 per request).
+    pub enabled: bool,
+    /// Reach instances that offer both an HTTP `port` and a `grpc_port` (python-models) over
+    /// gRPC rather than HTTP.
+    pub http_to_grpc: bool,
+}
+
+impl Default for RawProtocolConversion {
+    fn default() -> Self {
+        RawProtocolConversion {
+            enabled: true,
+            http_to_grpc: true,
+        }
     }
 }
 
@@ -235,4 +257,74 @@ pub struct RawModel {
     pub name: String,
     pub service: String,
     pub upstream_model: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDatabase {
+    /// `DATABASE_URL`: unset → SQLite `data/gateway.db`; `sqlite://<path>`; `postgres://…`.
+    pub url: Option<String>,
+    /// Apply pending migrations at start-up.
+    pub auto_migrate: bool,
+    pub max_connections: usize,
+}
+
+impl Default for RawDatabase {
+    fn default() -> Self {
+        RawDatabase {
+            url: None,
+            auto_migrate: true,
+            max_connections: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAuth {
+    /// API keys required on /v1/*. `false` is for local experiments only.
+    pub enabled: bool,
+    /// HS256 secret for dashboard and admin tokens. Masked by `check-config`.
+    pub jwt_secret: Option<String>,
+    /// Token lifetime, e.g. `24h`, `30m`, `3600s`.
+    pub jwt_expiry: String,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    /// How long a looked-up key is trusted before it is read again (revocation delay).
+    pub key_cache_ttl_secs: u64,
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        RawAuth {
+            enabled: true,
+            jwt_secret: None,
+            jwt_expiry: "24h".into(),
+            jwt_issuer: "ai-gateway".into(),
+            jwt_audience: "ai-gateway-admin".into(),
+            key_cache_ttl_secs: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawUsage {
+    pub batch_size: usize,
+    pub flush_interval_ms: u64,
+    /// Usage events that may wait for the database; beyond it requests get 503.
+    pub buffer_capacity: usize,
+    /// Completion tokens reserved against a budget when a request sets no `max_tokens`.
+    pub default_max_tokens: i64,
+}
+
+impl Default for RawUsage {
+    fn default() -> Self {
+        RawUsage {
+            batch_size: 500,
+            flush_interval_ms: 500,
+            buffer_capacity: 100_000,
+            default_max_tokens: 1024,
+        }
+    }
 }

@@ -1,4 +1,5 @@
 //! Request handlers: each parses, calls one core function, and maps the reply.
 
+pub mod admin;
 pub mod openai;
 pub mod ops;

@@ -4,13 +4,15 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::header;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use actors::Protocol;
 use bytes::Bytes;
 use serde::Serialize;
 
 use crate::error::GatewayError;
-use crate::pipeline::{ApiKind, ParsedRequest, PipelineBody, PipelineResponse};
+use crate::pipeline::{ApiKind, ParsedRequest, PipelineBody, PipelineResponse, RequestContext};
 use crate::request_id::RequestId;
 use crate::server::AppState;
+use crate::upstream::grpc::list_model_ids;
 use crate::upstream::UpstreamClients;
 
 pub async fn chat_completions(
@@ -48,6 +50,7 @@ async fn serve(
     clients: &UpstreamClients,
 ) -> Result<HttpResponse, GatewayError> {
     let started = Instant::now();
+    let key = crate::auth::authenticate(&request, &state.keys, state.auth_enabled).await?;
     let body = read_json_body(&request, payload, state.max_body_bytes).await?;
     let parsed = ParsedRequest::parse(kind, body)?;
     let request_id = request
@@ -55,7 +58,11 @@ async fn serve(
         .get::<RequestId>()
         .map(|id| id.0.clone())
         .unwrap_or_default();
-    let response = state.pipeline.execute(clients, parsed, &request_id).await?;
+    let context = RequestContext {
+        request_id: &request_id,
+        key,
+    };
+    let response = state.pipeline.execute(clients, parsed, context).await?;
     let upstream_time = response.upstream_time;
     let http = into_http(response);
     state.metrics.observe_overhead(
@@ -147,6 +154,13 @@ pub async fn list_models(
         .filter_map(|(service, pool)| {
             let snapshot = pool.snapshot();
             let endpoint = pool.pick(&snapshot, &[])?;
+            // gRPC endpoints answer ListModels (no channel when protocol conversion is off).
+            let grpc = (endpoint.spec.protocol == Protocol::Grpc).then(|| {
+                let channels = clients.grpc()?;
+                channels
+                    .get(&endpoint, snapshot.settings.connect_timeout)
+                    .ok()
+            });
             let client = clients.get(snapshot.settings.connect_timeout);
             let mut request = client
                 .get(format!("{}/v1/models", endpoint.base_url))
@@ -155,6 +169,13 @@ pub async fn list_models(
                 request = request.bearer_auth(key);
             }
             Some(async move {
+                if let Some(channel) = grpc {
+                    let ids = match channel {
+                        Some(channel) => list_model_ids(channel, MODEL_LIST_TIMEOUT).await,
+                        None => Vec::new(),
+                    };
+                    return (service, ids);
+                }
                 let ids = match request.send().await {
                     Ok(mut response) if response.status().is_success() => response
                         .json::<serde_json::Value>()

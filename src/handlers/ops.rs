@@ -61,6 +61,9 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .metrics
         .refresh_endpoints(&state.pipeline.registry)
         .await;
+    state
+        .metrics
+        .refresh_accounting(state.pipeline.usage.pending(), state.keys.counts());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render())

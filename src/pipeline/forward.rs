@@ -1,6 +1,7 @@
-//! Sending one request upstream with failover: a failed attempt (connect error, 5xx, timeout)
-//! moves to another endpoint while nothing has reached the client, within the service's
-//! attempt limit and retry budget.
+//! Sending one request upstream with failover: a failed attempt (connect error, 5xx, timeout,
+//! a retryable gRPC status) moves to another endpoint while nothing has reached the client,
+//! within the service's attempt limit and retry budget. gRPC endpoints are reached through
+//! [`super::grpc`], whose answers take the same shapes as HTTP ones.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,6 +15,7 @@ use bytes::Bytes;
 use futures_util::stream::LocalBoxStream;
 use futures_util::StreamExt;
 
+use super::grpc::{GrpcAnswer, GrpcCall};
 use super::sse::SseRelay;
 use super::{ApiKind, PipelineBody, PipelineResponse};
 use crate::error::GatewayError;
@@ -96,7 +98,10 @@ pub(super) async fn forward(request: Forward<'_>) -> Result<PipelineResponse, Ga
                     error.code(),
                     elapsed,
                 );
-                pool.report_failure(&endpoint);
+                // A request the upstream rejected says nothing about the endpoint's health.
+                if error.is_retryable() {
+                    pool.report_failure(&endpoint);
+                }
                 tracing::warn!(
                     service = %snapshot.service,
                     endpoint = %endpoint,
@@ -138,6 +143,7 @@ fn respond(
             headers,
             body: PipelineBody::Full(body),
             upstream_time,
+            endpoint: String::new(),
         },
         Answer::Stream {
             status,
@@ -167,6 +173,7 @@ fn respond(
                 headers,
                 body: PipelineBody::Sse(relay),
                 upstream_time,
+                endpoint: String::new(),
             }
         }
     }
@@ -180,12 +187,7 @@ async fn attempt_once(
     request: &Forward<'_>,
 ) -> Result<Answer, GatewayError> {
     if endpoint.spec.protocol == Protocol::Grpc {
-        return Err(GatewayError::UpstreamProtocol {
-            service: service.to_string(),
-            detail: format!(
-                "{endpoint} speaks gRPC, which this gateway build cannot convert to yet"
-            ),
-        });
+        return attempt_grpc(endpoint, settings, service, request).await;
     }
     let mut upstream = client
         .post(format!("{}{}", endpoint.base_url, request.kind.path()))
@@ -253,6 +255,55 @@ async fn attempt_once(
         status,
         headers,
         body,
+    })
+}
+
+async fn attempt_grpc(
+    endpoint: &Endpoint,
+    settings: &ServiceSettings,
+    service: &str,
+    request: &Forward<'_>,
+) -> Result<Answer, GatewayError> {
+    let Some(channels) = request.clients.grpc() else {
+        return Err(GatewayError::UnsupportedByService {
+            service: service.to_string(),
+            detail: format!(
+                "{endpoint} speaks gRPC and protocol conversion is disabled \
+                 (PROTOCOL_CONVERSION_ENABLED=false)"
+            ),
+        });
+    };
+    let channel = channels
+        .get(endpoint, settings.connect_timeout)
+        .map_err(|detail| GatewayError::UpstreamConnect {
+            service: service.to_string(),
+            detail,
+        })?;
+    let answer = super::grpc::call(GrpcCall {
+        channel,
+        kind: request.kind,
+        body: &request.body,
+        request_id: request.request_id,
+        service,
+        first_byte_timeout: settings.first_byte_timeout,
+        max_response_bytes: request.max_response_bytes,
+    })
+    .await?;
+    let content_type = |value| (header::CONTENT_TYPE, HeaderValue::from_static(value));
+    Ok(match answer {
+        GrpcAnswer::Full(body) => Answer::Full {
+            status: awc::http::StatusCode::OK,
+            headers: vec![content_type("application/json")],
+            body,
+        },
+        GrpcAnswer::Stream(upstream) => Answer::Stream {
+            status: awc::http::StatusCode::OK,
+            headers: vec![
+                content_type("text/event-stream"),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            ],
+            upstream,
+        },
     })
 }
 

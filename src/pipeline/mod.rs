@@ -3,7 +3,9 @@
 //! REST handlers call [`Pipeline::execute`] and turn the [`PipelineResponse`] into HTTP; the
 //! WebSocket, GraphQL and gRPC front-ends to come reuse it unchanged.
 
+pub mod accounting;
 mod forward;
+mod grpc;
 pub mod request;
 pub mod sse;
 
@@ -12,7 +14,9 @@ use std::time::Duration;
 
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
+use actors::keys::{ApiKey, BudgetError, BudgetLedger};
 use actors::routing::ModelRouter;
+use actors::usage::UsageHandle;
 use actors::UpstreamRegistryHandle;
 use bytes::Bytes;
 
@@ -28,6 +32,17 @@ pub struct Pipeline {
     pub router: ModelRouter,
     pub metrics: Arc<Metrics>,
     pub max_response_bytes: usize,
+    pub usage: UsageHandle,
+    pub budgets: BudgetLedger,
+    /// Completion tokens reserved when a request sets no `max_tokens`.
+    pub default_max_tokens: i64,
+}
+
+/// Who is asking, for policy and billing.
+pub struct RequestContext<'a> {
+    pub request_id: &'a str,
+    /// `None` only when authentication is off.
+    pub key: Option<Arc<ApiKey>>,
 }
 
 /// What the upstream answered, ready for any front-end.
@@ -37,6 +52,8 @@ pub struct PipelineResponse {
     pub body: PipelineBody,
     /// Time spent waiting for upstreams, all attempts together.
     pub upstream_time: Duration,
+    /// The endpoint that answered.
+    pub endpoint: String,
 }
 
 pub enum PipelineBody {
@@ -47,33 +64,103 @@ pub enum PipelineBody {
 }
 
 impl Pipeline {
+    /// Routes, authorises, reserves, forwards and bills one request.
     pub async fn execute(
         &self,
         clients: &UpstreamClients,
         request: ParsedRequest,
-        request_id: &str,
+        context: RequestContext<'_>,
     ) -> Result<PipelineResponse, GatewayError> {
         let route = self
             .router
             .resolve(&request.model, |service| self.registry.contains(service))
             .ok_or_else(|| GatewayError::ModelNotFound(request.model.clone()))?;
+        if let Some(key) = &context.key {
+            if !key.allows(&request.model, route.service) {
+                return Err(GatewayError::ModelNotAllowed(request.model.clone()));
+            }
+        }
         let pool =
             self.registry
                 .pool(route.service)
                 .ok_or_else(|| GatewayError::NoHealthyEndpoint {
                     service: route.service.to_string(),
                 })?;
-        let body = request.upstream_body(route.upstream_model);
-        forward::forward(forward::Forward {
+        // Admission: a place for the usage event, then the budget. Both are released if the
+        // request never reaches an upstream.
+        let slot = self
+            .usage
+            .reserve()
+            .map_err(|backlog| GatewayError::UsageBacklog(backlog.to_string()))?;
+        let reservation = match context.key.as_deref() {
+            Some(ApiKey {
+                id,
+                token_budget: Some(budget),
+                ..
+            }) => {
+                let worst_case = actors::tokens::worst_case(&request.body, self.default_max_tokens);
+                Some(
+                    self.budgets
+                        .reserve(*id, *budget, worst_case)
+                        .await
+                        .map_err(|error| match error {
+                            BudgetError::Exhausted { .. } => GatewayError::QuotaExceeded(format!(
+                                "You exceeded your token budget: {error}."
+                            )),
+                            BudgetError::Store(error) => {
+                                GatewayError::StoreUnavailable(error.to_string())
+                            }
+                        })?,
+                )
+            }
+            _ => None,
+        };
+        let body =
+            request::with_stream_usage(&request, request.upstream_body(route.upstream_model));
+        let ticket = accounting::UsageTicket::new(
+            slot,
+            reservation,
+            context.request_id,
+            context.key.as_ref().map(|k| k.id),
+            &request.model,
+            route.service,
+            request.kind,
+            Arc::clone(&self.metrics),
+            body.clone(),
+        );
+        let result = forward::forward(forward::Forward {
             clients,
             pool: &pool,
             kind: request.kind,
             stream: request.stream,
             body,
-            request_id,
+            request_id: context.request_id,
             metrics: &self.metrics,
             max_response_bytes: self.max_response_bytes,
         })
-        .await
+        .await;
+        match result {
+            Ok(mut response) => {
+                let status = response.status.as_u16();
+                response.body = match response.body {
+                    PipelineBody::Full(bytes) => {
+                        let tokens = ticket.tokens_of_body(status, &bytes);
+                        ticket.finish(status, &response.endpoint, tokens);
+                        PipelineBody::Full(bytes)
+                    }
+                    PipelineBody::Sse(relay) => {
+                        let endpoint = response.endpoint.clone();
+                        PipelineBody::Sse(relay.on_drop(move |scanner, fault, reached_end| {
+                            ticket.finish_stream(&endpoint, scanner, fault, reached_end);
+                        }))
+                    }
+                };
+                Ok(response)
+            }
+            Err(error) => {
+                ticket.finish(error.status().as_u16(), "", accounting::Tokens::default());
+                Err(error)
+            }
+        }
     }
 }

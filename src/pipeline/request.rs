@@ -58,6 +58,8 @@ struct Envelope<'a> {
     prompt: Option<&'a RawValue>,
     #[serde(borrow, default)]
     input: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    stream_options: Option<&'a RawValue>,
 }
 
 /// A validated request.
@@ -68,6 +70,8 @@ pub struct ParsedRequest {
     pub stream: bool,
     /// Where the `model` value (quotes included) sits in the body.
     model_span: Range<usize>,
+    /// The client set `stream_options` itself.
+    has_stream_options: bool,
     pub body: Bytes,
 }
 
@@ -118,6 +122,7 @@ impl ParsedRequest {
             model: model.into_owned(),
             stream: envelope.stream.unwrap_or(false),
             model_span,
+            has_stream_options: envelope.stream_options.is_some(),
             body: body.clone(),
         })
     }
@@ -135,6 +140,24 @@ impl ParsedRequest {
         out.put_slice(&self.body[self.model_span.end..]);
         out.freeze()
     }
+}
+
+/// Asks a streaming upstream for its usage chunk (`stream_options.include_usage`), which
+/// billing needs, unless the client set `stream_options` itself. The member is spliced in after
+/// the opening brace, so every other byte stays as sent.
+pub fn with_stream_usage(request: &ParsedRequest, body: Bytes) -> Bytes {
+    if !request.stream || request.has_stream_options || request.kind == ApiKind::Embeddings {
+        return body;
+    }
+    let Some(brace) = body.iter().position(|&b| b == b'{') else {
+        return body;
+    };
+    const MEMBER: &[u8] = br#""stream_options":{"include_usage":true},"#;
+    let mut out = BytesMut::with_capacity(body.len() + MEMBER.len());
+    out.put_slice(&body[..=brace]);
+    out.put_slice(MEMBER);
+    out.put_slice(&body[brace + 1..]);
+    out.freeze()
 }
 
 fn check_non_empty_array(raw: &RawValue, param: &'static str) -> Result<(), GatewayError> {
@@ -194,6 +217,27 @@ mod tests {
             request.upstream_body("smol/x"),
             Bytes::copy_from_slice(body.as_bytes())
         );
+    }
+
+    #[test]
+    fn streaming_requests_ask_for_usage_once() {
+        let request = parse(
+            ApiKind::ChatCompletions,
+            r#" {"model":"a/b","stream":true,"messages":[{}]}"#,
+        )
+        .expect("valid");
+        let body = with_stream_usage(&request, request.body.clone());
+        let value: serde_json::Value = serde_json::from_slice(&body).expect("still JSON");
+        assert_eq!(value["stream_options"]["include_usage"], true);
+        assert_eq!(value["model"], "a/b");
+        let own = parse(ApiKind::ChatCompletions, r#"{"model":"a/b","stream":true,"stream_options":{"include_usage":false},"messages":[{}]}"#).expect("valid");
+        assert_eq!(with_stream_usage(&own, own.body.clone()), own.body);
+        let plain = parse(
+            ApiKind::ChatCompletions,
+            r#"{"model":"a/b","messages":[{}]}"#,
+        )
+        .expect("valid");
+        assert_eq!(with_stream_usage(&plain, plain.body.clone()), plain.body);
     }
 
     #[test]

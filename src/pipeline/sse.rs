@@ -17,12 +17,47 @@ use tokio::time::{Instant, Sleep};
 /// Lines longer than this are not inspected further (they are still forwarded).
 const MAX_LINE: usize = 1024 * 1024;
 
-/// Watches an SSE byte stream for `data: [DONE]` or a non-null `finish_reason`.
+/// Watches an SSE byte stream for `data: [DONE]` or a non-null `finish_reason`, and for what
+/// billing needs: the upstream's `usage`, and the text delivered so far.
 #[derive(Debug, Default)]
 pub struct SseScanner {
     partial: Vec<u8>,
     saw_done: bool,
     saw_finish: bool,
+    /// (prompt, completion) tokens from the upstream's usage chunk.
+    pub usage: Option<(i64, i64)>,
+    /// Generated text delivered so far, for counting when no usage arrives.
+    pub delivered_text: String,
+}
+
+#[derive(serde::Deserialize)]
+struct ChunkView<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<ChoiceView<'a>>,
+    #[serde(default)]
+    usage: Option<UsageView>,
+}
+
+#[derive(serde::Deserialize)]
+struct ChoiceView<'a> {
+    #[serde(default, borrow)]
+    delta: Option<DeltaView<'a>>,
+    #[serde(default, borrow)]
+    text: Option<std::borrow::Cow<'a, str>>,
+}
+
+#[derive(serde::Deserialize)]
+struct DeltaView<'a> {
+    #[serde(default, borrow)]
+    content: Option<std::borrow::Cow<'a, str>>,
+}
+
+#[derive(serde::Deserialize)]
+pub struct UsageView {
+    #[serde(default)]
+    pub prompt_tokens: i64,
+    #[serde(default)]
+    pub completion_tokens: i64,
 }
 
 impl SseScanner {
@@ -65,8 +100,32 @@ impl SseScanner {
         let data = data.trim_ascii();
         if data == b"[DONE]" {
             self.saw_done = true;
-        } else if !self.saw_finish && has_finish_reason(data) {
+            return;
+        }
+        if !self.saw_finish && has_finish_reason(data) {
             self.saw_finish = true;
+        }
+        self.account(data);
+    }
+
+    /// Reads usage and delivered text from one event; events without them cost one search.
+    fn account(&mut self, data: &[u8]) {
+        let has_usage = memmem::find(data, b"\"usage\"").is_some();
+        let has_text = memmem::find(data, b"\"content\"").is_some()
+            || memmem::find(data, b"\"text\"").is_some();
+        if !has_usage && !has_text {
+            return;
+        }
+        let Ok(chunk) = serde_json::from_slice::<ChunkView<'_>>(data) else {
+            return;
+        };
+        if let Some(usage) = chunk.usage {
+            self.usage = Some((usage.prompt_tokens, usage.completion_tokens));
+        }
+        for choice in chunk.choices {
+            if let Some(text) = choice.delta.and_then(|d| d.content).or(choice.text) {
+                self.delivered_text.push_str(&text);
+            }
         }
     }
 }
@@ -121,6 +180,9 @@ impl StreamFault {
     }
 }
 
+/// Called with the scanner, the fault, and whether the stream reached its end.
+type DropCallback = Box<dyn FnOnce(&SseScanner, Option<StreamFault>, bool)>;
+
 /// The client-facing stream: the upstream's bytes, then — if the upstream stopped early — one
 /// SSE error event. Dropping it (the client left) drops the upstream response, which closes the
 /// upstream connection and so cancels generation.
@@ -133,6 +195,9 @@ pub struct SseRelay {
     finished: bool,
     fault: Option<StreamFault>,
     on_end: Option<Box<dyn FnOnce(Option<StreamFault>)>>,
+    /// Runs exactly once when the relay is dropped, whether the stream ended or the client
+    /// left: it bills what was delivered.
+    on_drop: Option<DropCallback>,
     _in_flight: InFlightGuard,
 }
 
@@ -152,8 +217,19 @@ impl SseRelay {
             finished: false,
             fault: None,
             on_end: None,
+            on_drop: None,
             _in_flight: in_flight,
         }
+    }
+
+    /// Runs once when the relay goes away, with the scanner, the fault (if the stream ended
+    /// badly) and whether the stream reached its end at all (false: the client left first).
+    pub fn on_drop(
+        mut self,
+        callback: impl FnOnce(&SseScanner, Option<StreamFault>, bool) + 'static,
+    ) -> Self {
+        self.on_drop = Some(Box::new(callback));
+        self
     }
 
     /// Runs once when the stream ends, with the fault if it did not complete. Not called when
@@ -176,6 +252,14 @@ impl SseRelay {
         match fault {
             Some(fault) => Poll::Ready(Some(Ok(fault.event(&self.service, detail)))),
             None => Poll::Ready(None),
+        }
+    }
+}
+
+impl Drop for SseRelay {
+    fn drop(&mut self) {
+        if let Some(callback) = self.on_drop.take() {
+            callback(&self.scanner, self.fault, self.finished);
         }
     }
 }

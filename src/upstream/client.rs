@@ -1,5 +1,6 @@
-//! Per-worker upstream HTTP clients. `awc::Client` is single-threaded, so every worker thread
-//! owns its clients and their connection pools; nothing here is shared across threads.
+//! Per-worker upstream clients. `awc::Client` is single-threaded, so every worker thread
+//! owns its clients and their connection pools, and its gRPC channels beside them; nothing here
+//! is shared across threads.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -10,6 +11,8 @@ use actix_service::{Service, ServiceExt};
 use actix_tls::connect::{ConnectError, ConnectInfo, Connection, Connector, Resolver};
 use actix_web::rt::net::TcpStream;
 use awc::http::Uri;
+
+use super::GrpcChannels;
 
 /// Idle keep-alive connections are closed after this long.
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
@@ -57,12 +60,31 @@ fn build_client(connect_timeout: Duration) -> awc::Client {
 }
 
 /// One client per distinct connect timeout (usually one in all), created on first use.
-#[derive(Default)]
 pub struct UpstreamClients {
     clients: RefCell<HashMap<Duration, awc::Client>>,
+    /// `None` when protocol conversion is off: gRPC endpoints are then refused.
+    grpc: Option<GrpcChannels>,
+}
+
+impl Default for UpstreamClients {
+    fn default() -> Self {
+        UpstreamClients::new(true)
+    }
 }
 
 impl UpstreamClients {
+    pub fn new(grpc_enabled: bool) -> Self {
+        UpstreamClients {
+            clients: RefCell::default(),
+            grpc: grpc_enabled.then(GrpcChannels::default),
+        }
+    }
+
+    /// The gRPC channels, unless protocol conversion is switched off.
+    pub fn grpc(&self) -> Option<&GrpcChannels> {
+        self.grpc.as_ref()
+    }
+
     pub fn get(&self, connect_timeout: Duration) -> awc::Client {
         self.clients
             .borrow_mut()

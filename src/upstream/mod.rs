@@ -1,8 +1,10 @@
-//! Talking to upstream services over HTTP: pooled keep-alive clients with TCP_NODELAY, and the
-//! active health probe the pools use.
+//! Talking to upstream services: pooled keep-alive HTTP clients and gRPC channels, both with
+//! TCP_NODELAY, and the active health probe the pools use.
 
 mod client;
+pub mod grpc;
 mod probe;
 
 pub use client::{set_server_nodelay, UpstreamClients};
-pub use probe::HttpHealthProbe;
+pub use grpc::GrpcChannels;
+pub use probe::UpstreamHealthProbe;

@@ -22,6 +22,8 @@ pub struct TestGateway {
     pub addr: std::net::SocketAddr,
     pub scheme: &'static str,
     pub registry: actors::UpstreamRegistryHandle,
+    pub store: actors::store::Store,
+    pub usage: actors::usage::UsageHandle,
     pub handle: ServerHandle,
     pub client: awc::Client,
     pub services_file: PathBuf,
@@ -120,6 +122,9 @@ pub fn test_config() -> RawConfig {
     raw.upstream_defaults.unhealthy_threshold = Some(2);
     raw.upstream_defaults.first_byte_timeout_ms = Some(5000);
     raw.upstream_defaults.retry_budget_min = Some(1000);
+    // Gateway-core tests run without keys; the auth tests turn this back on.
+    raw.auth.enabled = false;
+    raw.usage.flush_interval_ms = 20;
     raw
 }
 
@@ -141,12 +146,20 @@ pub async fn start_gateway(raw: RawConfig, services: &Value) -> TestGateway {
     write_json(&services_file, services);
     let mut raw = raw;
     raw.discovery.static_file = services_file.display().to_string();
+    if raw.database.url.is_none() {
+        raw.database.url = Some(format!(
+            "sqlite://{}",
+            dir.path().join("gateway.db").display()
+        ));
+    }
     let config = config::validate(raw, "test").expect("valid test config");
     let RunningGateway {
         addr,
         scheme,
         server,
         registry,
+        store,
+        usage,
     } = server::start(config).await.expect("gateway starts");
     let handle = server.handle();
     actix_web::rt::spawn(server);
@@ -154,6 +167,8 @@ pub async fn start_gateway(raw: RawConfig, services: &Value) -> TestGateway {
         addr,
         scheme,
         registry,
+        store,
+        usage,
         handle,
         client: client(),
         services_file,
@@ -208,4 +223,134 @@ where
 pub fn error_code(body: &[u8]) -> String {
     let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     value["error"]["code"].as_str().unwrap_or("").to_string()
+}
+
+/// The two storage back-ends every persistence test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// PostgreSQL server used by the tests (`TEST_POSTGRES_URL`, default this machine's).
+pub fn postgres_server_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// A new, empty database on the test PostgreSQL server. Fails the test (never skips) when the
+/// server cannot be reached.
+pub async fn fresh_postgres_database() -> String {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+    let server = postgres_server_url();
+    let mut admin = AsyncPgConnection::establish(&format!("{server}/postgres"))
+        .await
+        .unwrap_or_else(|e| {
+            panic!("PostgreSQL at {server} is required for these tests (CI starts it): {e}")
+        });
+    let name = format!("gw_test_{}", uuid::Uuid::new_v4().simple());
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create test database");
+    format!("{server}/{name}")
+}
+
+/// A test configuration on the given back-end, with authentication on.
+pub async fn config_on(db: Db) -> RawConfig {
+    let mut raw = test_config();
+    raw.auth.enabled = true;
+    raw.auth.key_cache_ttl_secs = 1;
+    if db == Db::Postgres {
+        raw.database.url = Some(fresh_postgres_database().await);
+    }
+    raw
+}
+
+impl TestGateway {
+    /// Creates an admin user and returns an admin token.
+    pub async fn admin_token(&self) -> String {
+        let name = format!("admin{}", uuid::Uuid::new_v4().simple());
+        self.store
+            .create_user(
+                &name,
+                "correct horse battery",
+                actors::store::users::Role::Admin,
+            )
+            .await
+            .expect("create admin");
+        let mut response = self
+            .client
+            .post(self.url("/auth/login"))
+            .send_json(&json!({"username": name, "password": "correct horse battery"}))
+            .await
+            .expect("login");
+        assert_eq!(response.status().as_u16(), 200);
+        let body: Value = response.json().await.expect("token");
+        body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
+    }
+
+    /// Sends JSON with a bearer credential.
+    pub async fn send_as(
+        &self,
+        method: awc::http::Method,
+        path: &str,
+        credential: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let request = self
+            .client
+            .request(method, self.url(path))
+            .insert_header(("authorization", format!("Bearer {credential}")));
+        let mut response = match body {
+            Some(body) => request.send_json(body).await,
+            None => request.send().await,
+        }
+        .expect("response");
+        let bytes = response.body().limit(16 * 1024 * 1024).await.expect("body");
+        (
+            response.status().as_u16(),
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// Creates a key through the admin API.
+    pub async fn create_key(&self, admin: &str, request: Value) -> (i64, String) {
+        let (status, body) = self
+            .send_as(
+                awc::http::Method::POST,
+                "/admin/keys",
+                admin,
+                Some(&request),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        (
+            body["id"].as_i64().expect("id"),
+            body["key"].as_str().expect("key").to_string(),
+        )
+    }
+
+    /// Waits until the usage rows of `key_id` number `count`, and returns them.
+    pub async fn usage_rows(
+        &self,
+        key_id: i64,
+        count: usize,
+    ) -> Vec<actors::store::usage::UsageEvent> {
+        let store = self.store.clone();
+        wait_for(&format!("{count} usage rows"), || {
+            let store = store.clone();
+            async move {
+                store
+                    .usage_of_key(key_id)
+                    .await
+                    .is_ok_and(|rows| rows.len() >= count)
+            }
+        })
+        .await;
+        self.store.usage_of_key(key_id).await.expect("rows")
+    }
 }

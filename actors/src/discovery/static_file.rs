@@ -6,6 +6,10 @@
 //!                    "health_check": "/health"}}
 //! ```
 //! A service may instead list `"instances": [{"host": "a", "port": 5001, "weight": 2}, ...]`.
+//!
+//! An HTTP instance that also serves the gRPC contract names its second port with
+//! `"grpc_port": 50051`; the gateway's preferred protocol (see [`StaticFileDiscovery::preferring`])
+//! decides which of the two ports it is reached on, so one file serves both set-ups.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -29,6 +33,8 @@ struct FileService {
     #[serde(default)]
     weight: Option<u32>,
     #[serde(default)]
+    grpc_port: Option<u16>,
+    #[serde(default)]
     instances: Option<Vec<FileInstance>>,
 }
 
@@ -41,6 +47,8 @@ struct FileInstance {
     weight: Option<u32>,
     #[serde(default)]
     protocol: Option<FileProtocol>,
+    #[serde(default)]
+    grpc_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -60,19 +68,24 @@ impl From<FileProtocol> for Protocol {
 }
 
 /// Parses and validates the file's text. Errors name the service and field at fault.
-pub fn parse_services(text: &str) -> Result<ServiceSet, String> {
+/// `preferred` picks the port of instances that list both a `port` and a `grpc_port`.
+pub fn parse_services(text: &str, preferred: Protocol) -> Result<ServiceSet, String> {
     let raw: BTreeMap<String, FileService> =
         serde_json::from_str(text).map_err(|error| error.to_string())?;
     raw.into_iter()
         .map(|(name, service)| {
-            let parsed =
-                parse_service(&name, service).map_err(|e| format!("service {name:?}: {e}"))?;
+            let parsed = parse_service(&name, service, preferred)
+                .map_err(|e| format!("service {name:?}: {e}"))?;
             Ok((name, parsed))
         })
         .collect()
 }
 
-fn parse_service(name: &str, service: FileService) -> Result<DiscoveredService, String> {
+fn parse_service(
+    name: &str,
+    service: FileService,
+    preferred: Protocol,
+) -> Result<DiscoveredService, String> {
     if name.is_empty() || name.contains('/') || name.chars().any(char::is_whitespace) {
         return Err("a service name must be non-empty without '/' or spaces".into());
     }
@@ -86,15 +99,27 @@ fn parse_service(name: &str, service: FileService) -> Result<DiscoveredService, 
     let mut endpoints = Vec::new();
     match (service.host, service.port, service.instances) {
         (Some(host), Some(port), None) => {
-            endpoints.push(instance(host, port, default_weight, default_protocol)?);
+            let ports = Ports {
+                port,
+                protocol: default_protocol,
+                grpc_port: service.grpc_port,
+            };
+            endpoints.push(instance(host, ports.choose(preferred)?, default_weight)?);
         }
         (None, None, Some(instances)) => {
+            if service.grpc_port.is_some() {
+                return Err("grpc_port goes with host/port or on each instance".into());
+            }
             for i in instances {
+                let ports = Ports {
+                    port: i.port,
+                    protocol: i.protocol.unwrap_or(default_protocol),
+                    grpc_port: i.grpc_port,
+                };
                 endpoints.push(instance(
                     i.host,
-                    i.port,
+                    ports.choose(preferred)?,
                     i.weight.unwrap_or(default_weight),
-                    i.protocol.unwrap_or(default_protocol),
                 )?);
             }
         }
@@ -113,11 +138,33 @@ fn parse_service(name: &str, service: FileService) -> Result<DiscoveredService, 
     })
 }
 
+/// An instance's ports as the file states them.
+struct Ports {
+    port: u16,
+    protocol: FileProtocol,
+    grpc_port: Option<u16>,
+}
+
+impl Ports {
+    /// The port and protocol the gateway uses: the gRPC port of a dual instance when gRPC is
+    /// preferred, otherwise `port` with its own protocol.
+    fn choose(self, preferred: Protocol) -> Result<(u16, Protocol), String> {
+        match (self.protocol, self.grpc_port, preferred) {
+            (FileProtocol::Grpc, Some(_), _) => {
+                Err("grpc_port is the second port of an http instance; this one is grpc".into())
+            }
+            (FileProtocol::Http, Some(grpc_port), Protocol::Grpc) => {
+                Ok((grpc_port, Protocol::Grpc))
+            }
+            (protocol, _, _) => Ok((self.port, protocol.into())),
+        }
+    }
+}
+
 fn instance(
     host: String,
-    port: u16,
+    (port, protocol): (u16, Protocol),
     weight: u32,
-    protocol: FileProtocol,
 ) -> Result<EndpointSpec, String> {
     if host.is_empty() || host.contains('/') || host.chars().any(char::is_whitespace) {
         return Err(format!("host {host:?} is not a host name or address"));
@@ -129,7 +176,7 @@ fn instance(
         host,
         port,
         weight,
-        protocol: protocol.into(),
+        protocol,
         origin: Origin::Static,
     })
 }
@@ -138,6 +185,7 @@ fn instance(
 pub struct StaticFileDiscovery {
     path: PathBuf,
     interval: Duration,
+    preferred: Protocol,
 }
 
 impl StaticFileDiscovery {
@@ -145,7 +193,15 @@ impl StaticFileDiscovery {
         StaticFileDiscovery {
             path: path.into(),
             interval,
+            preferred: Protocol::Http,
         }
+    }
+
+    /// Reach instances that list both a `port` and a `grpc_port` over `protocol` (HTTP unless
+    /// said otherwise).
+    pub fn preferring(mut self, protocol: Protocol) -> Self {
+        self.preferred = protocol;
+        self
     }
 
     /// One read, for start-up and `check-config`.
@@ -157,7 +213,8 @@ impl StaticFileDiscovery {
                 path: path.clone(),
                 source,
             })?;
-        parse_services(&text).map_err(|message| DiscoveryError::Invalid { path, message })
+        parse_services(&text, self.preferred)
+            .map_err(|message| DiscoveryError::Invalid { path, message })
     }
 }
 
@@ -180,7 +237,7 @@ mod tests {
     use super::*;
 
     fn check_error(text: &str, expected: &str) {
-        let error = parse_services(text).expect_err("should be rejected");
+        let error = parse_services(text, Protocol::Http).expect_err("should be rejected");
         assert!(error.contains(expected), "{error:?} lacks {expected:?}");
     }
 
@@ -188,6 +245,7 @@ mod tests {
     fn operators_format_parses() {
         let set = parse_services(
             r#"{"python-models": {"host": "python-models", "port": 5000, "protocol": "http", "health_check": "/health"}}"#,
+            Protocol::Http,
         )
         .expect("valid");
         let service = &set["python-models"];
@@ -203,6 +261,7 @@ mod tests {
             r#"{"llm": {"protocol": "grpc", "instances": [
                 {"host": "a", "port": 1, "weight": 2},
                 {"host": "b", "port": 2, "protocol": "http"}]}}"#,
+            Protocol::Http,
         )
         .expect("valid");
         let endpoints = &set["llm"].endpoints;
@@ -213,6 +272,44 @@ mod tests {
         assert_eq!(
             (endpoints[1].weight, endpoints[1].protocol),
             (1, Protocol::Http)
+        );
+    }
+
+    #[test]
+    fn a_grpc_port_is_used_when_grpc_is_preferred() {
+        let text = r#"{"pm": {"host": "h", "port": 5000, "protocol": "http", "grpc_port": 50051},
+                       "llm": {"instances": [{"host": "a", "port": 1, "grpc_port": 2},
+                                             {"host": "b", "port": 3, "protocol": "grpc"},
+                                             {"host": "c", "port": 4}]}}"#;
+        let chosen = |preferred| {
+            let set = parse_services(text, preferred).expect("valid");
+            set.values()
+                .flat_map(|service| &service.endpoints)
+                .map(|e| (e.address(), e.protocol))
+                .collect::<Vec<_>>()
+        };
+        let owned = |list: &[(&str, Protocol)]| {
+            list.iter()
+                .map(|(a, p)| (a.to_string(), *p))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            chosen(Protocol::Grpc),
+            owned(&[
+                ("a:2", Protocol::Grpc),
+                ("b:3", Protocol::Grpc),
+                ("c:4", Protocol::Http),
+                ("h:50051", Protocol::Grpc)
+            ])
+        );
+        assert_eq!(
+            chosen(Protocol::Http),
+            owned(&[
+                ("a:1", Protocol::Http),
+                ("b:3", Protocol::Grpc),
+                ("c:4", Protocol::Http),
+                ("h:5000", Protocol::Http)
+            ])
         );
     }
 
@@ -243,6 +340,14 @@ mod tests {
         check_error(
             r#"{"s": {"instances": [{"host": "a", "port": 1}, {"host": "a", "port": 1}]}}"#,
             "listed twice",
+        );
+        check_error(
+            r#"{"s": {"host": "a", "port": 1, "protocol": "grpc", "grpc_port": 2}}"#,
+            "this one is grpc",
+        );
+        check_error(
+            r#"{"s": {"grpc_port": 2, "instances": [{"host": "a", "port": 1}]}}"#,
+            "on each instance",
         );
     }
 }

@@ -1,0 +1,277 @@
+//! Persistence with Diesel: API keys, usage events and users, on SQLite (the embedded default)
+//! or PostgreSQL. Queries are written once and run on either backend through [`with_conn!`].
+
+pub mod keys;
+pub mod schema;
+pub mod usage;
+pub mod users;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use diesel::Connection as _;
+use diesel_async::pooled_connection::deadpool::Pool;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use futures_util::FutureExt;
+
+pub type SqliteConnection = SyncConnectionWrapper<diesel::SqliteConnection>;
+
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+
+/// Where the data lives, from `DATABASE_URL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseTarget {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl DatabaseTarget {
+    /// Unset → `data/gateway.db`; `sqlite://<path>` (or `sqlite:<path>`) → that file;
+    /// `postgres://` or `postgresql://` → PostgreSQL.
+    pub fn parse(url: Option<&str>) -> Result<DatabaseTarget, StoreError> {
+        let Some(url) = url.map(str::trim).filter(|u| !u.is_empty()) else {
+            return Ok(DatabaseTarget::Sqlite(PathBuf::from("data/gateway.db")));
+        };
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DatabaseTarget::Postgres(url.to_string()));
+        }
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            if path.is_empty() {
+                return Err(StoreError::Config("sqlite:// needs a file path".into()));
+            }
+            return Ok(DatabaseTarget::Sqlite(PathBuf::from(path)));
+        }
+        Err(StoreError::Config(format!(
+            "DATABASE_URL must start with postgres://, postgresql:// or sqlite:// (got {:?})",
+            url.split(':').next().unwrap_or("")
+        )))
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            DatabaseTarget::Sqlite(_) => "sqlite",
+            DatabaseTarget::Postgres(_) => "postgres",
+        }
+    }
+
+    /// The target with credentials hidden, for logs.
+    pub fn display_masked(&self) -> String {
+        match self {
+            DatabaseTarget::Sqlite(path) => format!("sqlite://{}", path.display()),
+            DatabaseTarget::Postgres(url) => match url.split_once('@') {
+                Some((_, host)) => format!("postgres://****@{host}"),
+                None => url.clone(),
+            },
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database configuration: {0}")]
+    Config(String),
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl StoreError {
+    fn pool(error: impl std::fmt::Display) -> StoreError {
+        StoreError::Unavailable(error.to_string())
+    }
+}
+
+/// A pooled connection to one backend.
+#[derive(Clone)]
+pub enum Store {
+    Postgres(Pool<AsyncPgConnection>),
+    Sqlite(Pool<SqliteConnection>),
+}
+
+/// Runs `$body` with `$conn` bound to a pooled connection of whichever backend the store uses.
+/// The body is compiled once per backend, so one query serves both.
+#[macro_export]
+macro_rules! with_conn {
+    ($store:expr, $conn:ident => $body:expr) => {
+        match $store {
+            $crate::store::Store::Postgres(pool) => {
+                let mut $conn = pool
+                    .get()
+                    .await
+                    .map_err($crate::store::StoreError::from_pool)?;
+                let $conn = &mut *$conn;
+                $body
+            }
+            $crate::store::Store::Sqlite(pool) => {
+                let mut $conn = pool
+                    .get()
+                    .await
+                    .map_err($crate::store::StoreError::from_pool)?;
+                let $conn = &mut *$conn;
+                $body
+            }
+        }
+    };
+}
+
+impl StoreError {
+    #[doc(hidden)]
+    pub fn from_pool(error: impl std::fmt::Display) -> StoreError {
+        StoreError::pool(error)
+    }
+}
+
+/// How long a request waits for a pooled connection before the database counts as down.
+const POOL_WAIT: Duration = Duration::from_secs(3);
+
+impl Store {
+    /// Opens a pool. Does not touch the database yet; the first query does.
+    pub fn open(target: &DatabaseTarget, max_connections: usize) -> Result<Store, StoreError> {
+        match target {
+            DatabaseTarget::Postgres(url) => {
+                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url.clone());
+                let pool = Pool::builder(manager)
+                    .max_size(max_connections)
+                    .wait_timeout(Some(POOL_WAIT))
+                    .create_timeout(Some(POOL_WAIT))
+                    .recycle_timeout(Some(POOL_WAIT))
+                    .runtime(deadpool::Runtime::Tokio1)
+                    .build()
+                    .map_err(|e| StoreError::Config(e.to_string()))?;
+                Ok(Store::Postgres(pool))
+            }
+            DatabaseTarget::Sqlite(path) => {
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        StoreError::Config(format!("cannot create {}: {e}", parent.display()))
+                    })?;
+                }
+                let mut config = ManagerConfig::<SqliteConnection>::default();
+                config.custom_setup = Box::new(|url| {
+                    async move {
+                        let mut connection = SqliteConnection::establish(url).await?;
+                        // WAL lets readers run beside the usage writer; the busy timeout turns
+                        // brief lock waits into waits rather than errors.
+                        connection
+                            .batch_execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
+                            .await
+                            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                        Ok(connection)
+                    }
+                    .boxed()
+                });
+                let manager = AsyncDieselConnectionManager::<SqliteConnection>::new_with_config(
+                    path.display().to_string(),
+                    config,
+                );
+                let pool = Pool::builder(manager)
+                    .max_size(max_connections.min(8))
+                    .wait_timeout(Some(POOL_WAIT))
+                    .create_timeout(Some(POOL_WAIT))
+                    .runtime(deadpool::Runtime::Tokio1)
+                    .build()
+                    .map_err(|e| StoreError::Config(e.to_string()))?;
+                Ok(Store::Sqlite(pool))
+            }
+        }
+    }
+
+    /// Applies pending migrations and returns their names. Blocking: runs on its own thread
+    /// with its own runtime, so it can be called from anywhere.
+    pub fn migrate(target: &DatabaseTarget) -> Result<Vec<String>, StoreError> {
+        let target = target.clone();
+        std::thread::spawn(move || migrate_blocking(&target))
+            .join()
+            .map_err(|_| StoreError::Migration("the migration thread panicked".into()))?
+    }
+}
+
+fn migrate_blocking(target: &DatabaseTarget) -> Result<Vec<String>, StoreError> {
+    let names = |applied: Vec<diesel::migration::MigrationVersion<'_>>| {
+        applied.iter().map(ToString::to_string).collect::<Vec<_>>()
+    };
+    match target {
+        DatabaseTarget::Sqlite(path) => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    StoreError::Config(format!("cannot create {}: {e}", parent.display()))
+                })?;
+            }
+            let mut connection = diesel::SqliteConnection::establish(&path.display().to_string())
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            let applied = connection
+                .run_pending_migrations(SQLITE_MIGRATIONS)
+                .map_err(|e| StoreError::Migration(e.to_string()))?;
+            Ok(names(applied))
+        }
+        DatabaseTarget::Postgres(url) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .map_err(|e| StoreError::Migration(e.to_string()))?;
+            runtime.block_on(async {
+                let connection = AsyncPgConnection::establish(url)
+                    .await
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                let mut harness = diesel_async::AsyncMigrationHarness::new(connection);
+                let applied = harness
+                    .run_pending_migrations(POSTGRES_MIGRATIONS)
+                    .map_err(|e| StoreError::Migration(e.to_string()))?;
+                Ok(names(applied))
+            })
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_pick_the_backend() {
+        assert_eq!(
+            DatabaseTarget::parse(None).expect("default"),
+            DatabaseTarget::Sqlite("data/gateway.db".into())
+        );
+        assert_eq!(
+            DatabaseTarget::parse(Some("sqlite:///tmp/x.db")).expect("abs"),
+            DatabaseTarget::Sqlite("/tmp/x.db".into())
+        );
+        assert_eq!(
+            DatabaseTarget::parse(Some("sqlite://data/y.db")).expect("rel"),
+            DatabaseTarget::Sqlite("data/y.db".into())
+        );
+        assert!(matches!(
+            DatabaseTarget::parse(Some("postgres://u:p@h/db")).expect("pg"),
+            DatabaseTarget::Postgres(_)
+        ));
+        assert!(DatabaseTarget::parse(Some("mysql://x")).is_err());
+        assert_eq!(
+            DatabaseTarget::parse(Some("postgres://user:secret@db:5432/gw"))
+                .expect("pg")
+                .display_masked(),
+            "postgres://****@db:5432/gw"
+        );
+    }
+}

@@ -1,0 +1,149 @@
+//! Usage events: one row per request, written in batches, exactly once per request id.
+
+use diesel::{ExpressionMethods, QueryDsl, SelectableHelper};
+use diesel_async::{AsyncConnection, RunQueryDsl};
+
+use super::schema::usage_events;
+use super::{Store, StoreError};
+use crate::with_conn;
+
+/// One request's usage.
+#[derive(
+    Debug, Clone, PartialEq, Eq, diesel::Insertable, diesel::Queryable, diesel::Selectable,
+)]
+#[diesel(table_name = usage_events)]
+pub struct UsageEvent {
+    pub request_id: String,
+    pub key_id: Option<i64>,
+    pub model: String,
+    pub service: String,
+    pub endpoint: String,
+    pub api: String,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    /// True when the upstream reported no usage and the gateway counted tokens itself.
+    pub estimated: bool,
+    pub cached: bool,
+    pub status: i32,
+    pub latency_ms: i64,
+    pub created_at: i64,
+}
+
+/// How usage is grouped in reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageGrouping {
+    Key,
+    Model,
+    Day,
+}
+
+/// One line of a usage report.
+#[derive(Debug, Clone, PartialEq, Eq, diesel::QueryableByName)]
+pub struct UsageSummary {
+    /// Key id, model name, or day (days since the Unix epoch), as text.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub group: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub requests: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub prompt_tokens: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub completion_tokens: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub estimated_requests: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub cached_requests: i64,
+}
+
+const DAY_MILLIS: i64 = 86_400_000;
+
+impl Store {
+    /// Writes a batch in one transaction. Rows whose request id is already stored are skipped,
+    /// so a batch retried after an unacknowledged commit is never counted twice. Returns how
+    /// many rows were new.
+    pub async fn insert_usage(&self, batch: &[UsageEvent]) -> Result<usize, StoreError> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let inserted = with_conn!(self, conn => {
+            conn.transaction::<usize, diesel::result::Error, _>(async |conn| {
+                let mut inserted = 0;
+                // Row by row: SQLite cannot combine batch inserts with ON CONFLICT, and
+                // inside one transaction the cost is small on both backends.
+                for event in batch {
+                    inserted += diesel::insert_into(usage_events::table)
+                        .values(event)
+                        .on_conflict_do_nothing()
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Ok(inserted)
+            })
+            .await?
+        });
+        Ok(inserted)
+    }
+
+    /// Usage between `from` and `to` (Unix milliseconds, `to` exclusive), grouped.
+    pub async fn usage_summary(
+        &self,
+        from: i64,
+        to: i64,
+        grouping: UsageGrouping,
+    ) -> Result<Vec<UsageSummary>, StoreError> {
+        let group = match grouping {
+            UsageGrouping::Key => "COALESCE(CAST(key_id AS TEXT), 'none')".to_string(),
+            UsageGrouping::Model => "model".to_string(),
+            UsageGrouping::Day => format!("CAST(created_at / {DAY_MILLIS} AS TEXT)"),
+        };
+        let query = |placeholder: fn(usize) -> String| {
+            format!(
+                "SELECT {group} AS \"group\", \
+                 CAST(COUNT(*) AS BIGINT) AS requests, \
+                 CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS prompt_tokens, \
+                 CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) AS completion_tokens, \
+                 CAST(COALESCE(SUM(CASE WHEN estimated THEN 1 ELSE 0 END), 0) AS BIGINT) AS estimated_requests, \
+                 CAST(COALESCE(SUM(CASE WHEN cached THEN 1 ELSE 0 END), 0) AS BIGINT) AS cached_requests \
+                 FROM usage_events WHERE created_at >= {} AND created_at < {} \
+                 GROUP BY 1 ORDER BY 1",
+                placeholder(1),
+                placeholder(2)
+            )
+        };
+        let rows = match self {
+            Store::Postgres(_) => {
+                let sql = query(|n| format!("${n}"));
+                with_conn!(self, conn => {
+                    diesel::sql_query(sql)
+                        .bind::<diesel::sql_types::BigInt, _>(from)
+                        .bind::<diesel::sql_types::BigInt, _>(to)
+                        .load::<UsageSummary>(conn)
+                        .await?
+                })
+            }
+            Store::Sqlite(_) => {
+                let sql = query(|_| "?".to_string());
+                with_conn!(self, conn => {
+                    diesel::sql_query(sql)
+                        .bind::<diesel::sql_types::BigInt, _>(from)
+                        .bind::<diesel::sql_types::BigInt, _>(to)
+                        .load::<UsageSummary>(conn)
+                        .await?
+                })
+            }
+        };
+        Ok(rows)
+    }
+
+    /// Every usage row of a key, oldest first (for tests and audits).
+    pub async fn usage_of_key(&self, key_id: i64) -> Result<Vec<UsageEvent>, StoreError> {
+        Ok(with_conn!(self, conn => {
+            usage_events::table
+                .filter(usage_events::key_id.eq(key_id))
+                .order(usage_events::id.asc())
+                .select(UsageEvent::as_select())
+                .load(conn)
+                .await?
+        }))
+    }
+}

@@ -1,0 +1,256 @@
+//! `UsageRecorder`: the actor that writes usage events to the database in batches, off the
+//! request path, and keeps them while the database is down.
+//!
+//! A request reserves a slot before it is forwarded ([`UsageHandle::reserve`]) and fills it
+//! when it ends, so the buffer bound is enforced at admission: when it is full, new requests
+//! are refused instead of served unbilled, and an admitted request can always record.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::usage::UsageEvent;
+use crate::store::Store;
+
+#[derive(Debug, Clone)]
+pub struct UsageSettings {
+    /// Events written per transaction.
+    pub batch_size: usize,
+    /// Longest time an event waits before a flush.
+    pub flush_interval: Duration,
+    /// Events that may be in flight or waiting for the database.
+    pub capacity: usize,
+    /// Time allowed for one batch write.
+    pub write_timeout: Duration,
+}
+
+impl Default for UsageSettings {
+    fn default() -> Self {
+        UsageSettings {
+            batch_size: 500,
+            flush_interval: Duration::from_millis(500),
+            capacity: 100_000,
+            write_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Counters for metrics and tests.
+#[derive(Debug, Default)]
+pub struct UsageCounters {
+    /// Events received by the recorder but not yet written.
+    pub buffered: AtomicUsize,
+    pub written: AtomicU64,
+    pub failed_writes: AtomicU64,
+}
+
+/// The buffer is full: the request must not be served.
+#[derive(Debug, thiserror::Error)]
+#[error("usage recording is backed up ({0} events waiting for the database)")]
+pub struct UsageBacklog(pub usize);
+
+/// A reserved place for one request's usage event.
+pub struct UsageSlot(mpsc::OwnedPermit<UsageEvent>);
+
+impl UsageSlot {
+    pub fn record(self, event: UsageEvent) {
+        self.0.send(event);
+    }
+}
+
+/// What requests hold: reserve a slot, record into it.
+#[derive(Clone)]
+pub struct UsageHandle {
+    sender: mpsc::Sender<UsageEvent>,
+    flush: mpsc::Sender<oneshot::Sender<bool>>,
+    counters: Arc<UsageCounters>,
+    capacity: usize,
+}
+
+impl UsageHandle {
+    pub fn reserve(&self) -> Result<UsageSlot, UsageBacklog> {
+        self.sender
+            .clone()
+            .try_reserve_owned()
+            .map(UsageSlot)
+            .map_err(|_| UsageBacklog(self.pending()))
+    }
+
+    /// Events not yet in the database: waiting in the channel or buffered by the recorder.
+    pub fn pending(&self) -> usize {
+        let queued = self.capacity - self.sender.capacity();
+        queued + self.counters.buffered.load(Ordering::Relaxed)
+    }
+
+    pub fn counters(&self) -> &UsageCounters {
+        &self.counters
+    }
+
+    /// Writes everything recorded so far; true when nothing is left pending.
+    pub async fn flush(&self) -> bool {
+        let (reply, done) = oneshot::channel();
+        if self.flush.send(reply).await.is_err() {
+            return false;
+        }
+        done.await.unwrap_or(false)
+    }
+}
+
+pub struct UsageRecorder {
+    store: Store,
+    settings: UsageSettings,
+    receiver: Option<mpsc::Receiver<UsageEvent>>,
+    flushes: Option<mpsc::Receiver<oneshot::Sender<bool>>>,
+    counters: Arc<UsageCounters>,
+}
+
+impl UsageRecorder {
+    pub fn start_recorder(store: Store, settings: UsageSettings) -> UsageHandle {
+        let capacity = settings.capacity.max(1);
+        let (sender, receiver) = mpsc::channel(capacity);
+        let (flush, flushes) = mpsc::channel(16);
+        let counters = Arc::new(UsageCounters::default());
+        UsageRecorder {
+            store,
+            settings,
+            receiver: Some(receiver),
+            flushes: Some(flushes),
+            counters: Arc::clone(&counters),
+        }
+        .start();
+        UsageHandle {
+            sender,
+            flush,
+            counters,
+            capacity,
+        }
+    }
+}
+
+impl Actor for UsageRecorder {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let (Some(receiver), Some(flushes)) = (self.receiver.take(), self.flushes.take()) else {
+            return;
+        };
+        let writer = BatchWriter {
+            store: self.store.clone(),
+            settings: self.settings.clone(),
+            counters: Arc::clone(&self.counters),
+            batch: Vec::new(),
+            backoff: Duration::from_millis(200),
+        };
+        ctx.spawn(writer.run(receiver, flushes).into_actor(self));
+    }
+}
+
+/// The recorder's loop: gather, write, and back off while the database is unavailable.
+struct BatchWriter {
+    store: Store,
+    settings: UsageSettings,
+    counters: Arc<UsageCounters>,
+    batch: Vec<UsageEvent>,
+    backoff: Duration,
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+impl BatchWriter {
+    async fn run(
+        mut self,
+        mut receiver: mpsc::Receiver<UsageEvent>,
+        mut flushes: mpsc::Receiver<oneshot::Sender<bool>>,
+    ) {
+        let mut ticker = tokio::time::interval(self.settings.flush_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let room = self.batch.len() < self.settings.batch_size;
+            tokio::select! {
+                event = receiver.recv(), if room => match event {
+                    Some(event) => self.push(event),
+                    None => {
+                        self.drain(&mut receiver).await;
+                        return;
+                    }
+                },
+                _ = ticker.tick() => {
+                    if !self.batch.is_empty() {
+                        self.write().await;
+                    }
+                }
+                Some(reply) = flushes.recv() => {
+                    let emptied = self.drain(&mut receiver).await;
+                    let _ = reply.send(emptied);
+                }
+            }
+            if self.batch.len() >= self.settings.batch_size {
+                self.write().await;
+            }
+        }
+    }
+
+    fn push(&mut self, event: UsageEvent) {
+        self.batch.push(event);
+        self.counters
+            .buffered
+            .store(self.batch.len(), Ordering::Relaxed);
+    }
+
+    /// Writes everything queued; gives up (returning false) after a failed write.
+    async fn drain(&mut self, receiver: &mut mpsc::Receiver<UsageEvent>) -> bool {
+        loop {
+            while self.batch.len() < self.settings.batch_size {
+                match receiver.try_recv() {
+                    Ok(event) => self.push(event),
+                    Err(_) => break,
+                }
+            }
+            if self.batch.is_empty() {
+                return true;
+            }
+            if !self.write().await {
+                return false;
+            }
+        }
+    }
+
+    /// One batch write; on failure the batch stays for the next attempt.
+    async fn write(&mut self) -> bool {
+        let result = tokio::time::timeout(
+            self.settings.write_timeout,
+            self.store.insert_usage(&self.batch),
+        )
+        .await;
+        match result {
+            Ok(Ok(inserted)) => {
+                self.counters
+                    .written
+                    .fetch_add(inserted as u64, Ordering::Relaxed);
+                self.batch.clear();
+                self.counters.buffered.store(0, Ordering::Relaxed);
+                self.backoff = Duration::from_millis(200);
+                true
+            }
+            outcome => {
+                let reason = match outcome {
+                    Ok(Err(error)) => error.to_string(),
+                    _ => "timed out".to_string(),
+                };
+                self.counters.failed_writes.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    buffered = self.batch.len(),
+                    error = %reason,
+                    retry_in_ms = self.backoff.as_millis() as u64,
+                    "usage write failed; keeping the events and retrying"
+                );
+                tokio::time::sleep(self.backoff).await;
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                false
+            }
+        }
+    }
+}

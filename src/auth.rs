@@ -1,0 +1,282 @@
+//! Credentials at the edge: API keys for clients (`Authorization: Bearer sk-…` or `x-api-key`)
+//! and HS256 JWTs for dashboard and admin users.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use actors::keys::{ApiKey, KeyCache, KeyLookup};
+use actors::store::users::Role;
+use futures_util::future::LocalBoxFuture;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::config::AuthConfig;
+use crate::error::GatewayError;
+use crate::server::AppState;
+
+/// The bearer token or `x-api-key` value of a request, if any.
+pub fn presented_credential(request: &HttpRequest) -> Option<&str> {
+    if let Some(value) = request.headers().get(header::AUTHORIZATION) {
+        let text = value.to_str().ok()?;
+        let (scheme, token) = text.split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim())
+            .filter(|t| !t.is_empty());
+    }
+    request
+        .headers()
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+fn unauthorized(code: &'static str, message: &str) -> GatewayError {
+    GatewayError::Unauthorized {
+        code,
+        message: message.to_string(),
+    }
+}
+
+/// Resolves the request's API key. `Ok(None)` only when authentication is off.
+pub async fn authenticate(
+    request: &HttpRequest,
+    keys: &KeyCache,
+    enabled: bool,
+) -> Result<Option<Arc<ApiKey>>, GatewayError> {
+    if !enabled {
+        return Ok(None);
+    }
+    let secret = presented_credential(request).ok_or_else(|| {
+        unauthorized(
+            "missing_api_key",
+            "You didn't provide an API key. Send it as 'Authorization: Bearer sk-…' or 'x-api-key'.",
+        )
+    })?;
+    match keys.lookup(secret).await {
+        Ok(KeyLookup::Valid(key)) => Ok(Some(key)),
+        Ok(KeyLookup::Unknown) => Err(unauthorized(
+            "invalid_api_key",
+            "Incorrect API key provided.",
+        )),
+        Ok(KeyLookup::Revoked) => Err(unauthorized(
+            "revoked_api_key",
+            "This API key has been revoked.",
+        )),
+        Ok(KeyLookup::Expired) => Err(unauthorized("expired_api_key", "This API key has expired.")),
+        Err(error) => Err(GatewayError::StoreUnavailable(error.to_string())),
+    }
+}
+
+/// What a dashboard/admin token says.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub role: String,
+    pub iss: String,
+    pub aud: String,
+    pub iat: u64,
+    pub exp: u64,
+}
+
+/// Signs and checks tokens. Only HS256 is accepted: `alg: none` and algorithm switches fail.
+pub struct JwtKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    issuer: String,
+    audience: String,
+    pub expiry: Duration,
+}
+
+impl JwtKeys {
+    pub fn new(config: &AuthConfig) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[config.jwt_issuer.as_str()]);
+        validation.set_audience(&[config.jwt_audience.as_str()]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = 5;
+        JwtKeys {
+            encoding: EncodingKey::from_secret(config.jwt_secret.as_bytes()),
+            decoding: DecodingKey::from_secret(config.jwt_secret.as_bytes()),
+            validation,
+            issuer: config.jwt_issuer.clone(),
+            audience: config.jwt_audience.clone(),
+            expiry: config.jwt_expiry,
+        }
+    }
+
+    pub fn issue(&self, username: &str, role: Role) -> Result<String, GatewayError> {
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = Claims {
+            sub: username.to_string(),
+            role: role.as_str().to_string(),
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            iat: now,
+            exp: now + self.expiry.as_secs(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| GatewayError::Internal(format!("cannot sign a token: {e}")))
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Claims, GatewayError> {
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| {
+                let message = match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => "The token has expired.",
+                    _ => "The token is invalid.",
+                };
+                unauthorized("invalid_token", message)
+            })
+    }
+}
+
+/// A request made with a valid admin token.
+pub struct AdminUser(pub Claims);
+
+impl FromRequest for AdminUser {
+    type Error = GatewayError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let result = (|| {
+            let state = request
+                .app_data::<web::Data<AppState>>()
+                .ok_or_else(|| GatewayError::Internal("state missing".into()))?;
+            let token = presented_credential(request).ok_or_else(|| {
+                unauthorized(
+                    "missing_token",
+                    "Send an admin token as 'Authorization: Bearer <jwt>'.",
+                )
+            })?;
+            let claims = state.jwt.verify(token)?;
+            if Role::parse(&claims.role) != Some(Role::Admin) {
+                return Err(GatewayError::AdminRequired);
+            }
+            Ok(AdminUser(claims))
+        })();
+        Box::pin(async move { result })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    fn config(secret: &str) -> AuthConfig {
+        AuthConfig {
+            enabled: true,
+            jwt_secret: secret.into(),
+            jwt_secret_generated: false,
+            jwt_expiry: Duration::from_secs(3600),
+            jwt_issuer: "ai-gateway".into(),
+            jwt_audience: "ai-gateway-admin".into(),
+            key_cache_ttl: Duration::from_secs(5),
+        }
+    }
+
+    fn b64(data: &str) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
+    }
+
+    const SECRET: &str = "0123456789abcdefghijklmnopqrstuvwxyzABCD";
+
+    #[test]
+    fn good_tokens_verify() {
+        let keys = JwtKeys::new(&config(SECRET));
+        let token = keys.issue("alice", Role::Admin).expect("token");
+        let claims = keys.verify(&token).expect("valid");
+        assert_eq!(
+            (claims.sub.as_str(), claims.role.as_str()),
+            ("alice", "admin")
+        );
+    }
+
+    #[test]
+    fn forged_and_stale_tokens_fail() {
+        let keys = JwtKeys::new(&config(SECRET));
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = |exp: u64, iss: &str, aud: &str| Claims {
+            sub: "mallory".into(),
+            role: "admin".into(),
+            iss: iss.into(),
+            aud: aud.into(),
+            iat: now,
+            exp,
+        };
+        let sign = |claims: &Claims, secret: &str, alg: Algorithm| {
+            jsonwebtoken::encode(
+                &Header::new(alg),
+                claims,
+                &EncodingKey::from_secret(secret.as_bytes()),
+            )
+            .expect("sign")
+        };
+        let good = claims(now + 600, "ai-gateway", "ai-gateway-admin");
+        // alg: none, unsigned.
+        let none = format!(
+            "{}.{}.",
+            b64(r#"{"alg":"none","typ":"JWT"}"#),
+            b64(&serde_json::to_string(&good).expect("json"))
+        );
+        // An algorithm switch to HS512 with the right secret is still refused.
+        let cases = [
+            ("alg none", none),
+            (
+                "other secret",
+                sign(
+                    &good,
+                    "another-secret-another-secret-xyz!",
+                    Algorithm::HS256,
+                ),
+            ),
+            ("algorithm switch", sign(&good, SECRET, Algorithm::HS512)),
+            (
+                "expired",
+                sign(
+                    &claims(now - 600, "ai-gateway", "ai-gateway-admin"),
+                    SECRET,
+                    Algorithm::HS256,
+                ),
+            ),
+            (
+                "wrong issuer",
+                sign(
+                    &claims(now + 600, "someone-else", "ai-gateway-admin"),
+                    SECRET,
+                    Algorithm::HS256,
+                ),
+            ),
+            (
+                "wrong audience",
+                sign(
+                    &claims(now + 600, "ai-gateway", "other-app"),
+                    SECRET,
+                    Algorithm::HS256,
+                ),
+            ),
+        ];
+        for (name, token) in cases {
+            assert!(keys.verify(&token).is_err(), "{name} was accepted");
+        }
+        // Tampering with the payload of a good token breaks its signature.
+        let token = keys.issue("bob", Role::Viewer).expect("token");
+        let parts: Vec<&str> = token.split('.').collect();
+        let mut forged = claims(now + 600, "ai-gateway", "ai-gateway-admin");
+        forged.sub = "bob".into();
+        let tampered = format!(
+            "{}.{}.{}",
+            parts[0],
+            b64(&serde_json::to_string(&forged).expect("json")),
+            parts[2]
+        );
+        assert!(keys.verify(&tampered).is_err());
+        assert!(keys.verify(&token).is_ok());
+    }
+}

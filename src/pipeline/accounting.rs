@@ -1,0 +1,190 @@
+//! Billing one request: the usage slot and budget reservation taken before forwarding, and the
+//! usage event written once when the request ends — whatever way it ends.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actors::keys::Reservation;
+use actors::store::now_millis;
+use actors::store::usage::UsageEvent;
+use actors::tokens;
+use actors::usage::UsageSlot;
+use serde::Deserialize;
+
+use super::sse::{SseScanner, StreamFault, UsageView};
+use super::ApiKind;
+use crate::metrics::Metrics;
+
+/// Tokens a request used, and whether the gateway had to count them itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tokens {
+    pub prompt: i64,
+    pub completion: i64,
+    pub estimated: bool,
+}
+
+/// Everything needed to bill one request; finishing it consumes it, and dropping it unfinished
+/// (a panic, a cancelled future) still records the request with no tokens.
+pub struct UsageTicket {
+    slot: Option<UsageSlot>,
+    reservation: Option<Reservation>,
+    request_id: String,
+    key_id: Option<i64>,
+    model: String,
+    service: String,
+    kind: ApiKind,
+    started: Instant,
+    metrics: Arc<Metrics>,
+    /// The request body as forwarded, for counting prompt tokens when the upstream gives none.
+    prompt_body: bytes::Bytes,
+}
+
+impl UsageTicket {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        slot: UsageSlot,
+        reservation: Option<Reservation>,
+        request_id: &str,
+        key_id: Option<i64>,
+        model: &str,
+        service: &str,
+        kind: ApiKind,
+        metrics: Arc<Metrics>,
+        prompt_body: bytes::Bytes,
+    ) -> Self {
+        UsageTicket {
+            slot: Some(slot),
+            reservation,
+            request_id: request_id.to_string(),
+            key_id,
+            model: model.to_string(),
+            service: service.to_string(),
+            kind,
+            started: Instant::now(),
+            metrics,
+            prompt_body,
+        }
+    }
+
+    /// Records the request; `tokens` is what gets billed.
+    pub fn finish(mut self, status: u16, endpoint: &str, tokens: Tokens) {
+        self.record(status, endpoint, tokens);
+    }
+
+    fn record(&mut self, status: u16, endpoint: &str, tokens: Tokens) {
+        let Some(slot) = self.slot.take() else {
+            return;
+        };
+        if let Some(reservation) = self.reservation.take() {
+            reservation.settle(tokens.prompt + tokens.completion);
+        }
+        let key_label = self
+            .key_id
+            .map_or_else(|| "none".to_string(), |id| id.to_string());
+        self.metrics
+            .count_tokens(&key_label, &self.model, tokens.prompt, tokens.completion);
+        slot.record(UsageEvent {
+            request_id: self.request_id.clone(),
+            key_id: self.key_id,
+            model: self.model.clone(),
+            service: self.service.clone(),
+            endpoint: endpoint.to_string(),
+            api: self.kind.label().to_string(),
+            prompt_tokens: tokens.prompt,
+            completion_tokens: tokens.completion,
+            estimated: tokens.estimated,
+            cached: false,
+            status: i32::from(status),
+            latency_ms: i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX),
+            created_at: now_millis(),
+        });
+    }
+
+    /// Tokens of a buffered answer: the upstream's `usage`, or counted when it has none.
+    /// Answers that are not 2xx are not billed.
+    pub fn tokens_of_body(&self, status: u16, body: &[u8]) -> Tokens {
+        if !(200..300).contains(&status) {
+            return Tokens::default();
+        }
+        #[derive(Deserialize)]
+        struct Answer {
+            #[serde(default)]
+            usage: Option<UsageView>,
+            #[serde(default)]
+            choices: Vec<serde_json::Value>,
+        }
+        let answer: Option<Answer> = serde_json::from_slice(body).ok();
+        match answer {
+            Some(Answer {
+                usage: Some(usage), ..
+            }) => Tokens {
+                prompt: usage.prompt_tokens,
+                completion: usage.completion_tokens,
+                estimated: false,
+            },
+            other => {
+                let text: String = other
+                    .map(|a| a.choices)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|c| {
+                        c.pointer("/message/content")
+                            .or_else(|| c.get("text"))
+                            .and_then(|t| t.as_str())
+                    })
+                    .collect();
+                Tokens {
+                    prompt: tokens::prompt_tokens(&self.prompt_body),
+                    completion: tokens::count(&text),
+                    estimated: true,
+                }
+            }
+        }
+    }
+
+    /// Tokens of a stream as far as it went: the upstream's usage when the stream completed
+    /// with one, otherwise the prompt plus what was delivered, counted.
+    pub fn tokens_of_stream(&self, scanner: &SseScanner, completed: bool) -> Tokens {
+        match scanner.usage {
+            Some((prompt, completion)) if completed => Tokens {
+                prompt,
+                completion,
+                estimated: false,
+            },
+            _ => Tokens {
+                prompt: scanner
+                    .usage
+                    .map_or_else(|| tokens::prompt_tokens(&self.prompt_body), |(p, _)| p),
+                completion: tokens::count(&scanner.delivered_text),
+                estimated: true,
+            },
+        }
+    }
+
+    /// Bills a stream when its relay goes away.
+    pub fn finish_stream(
+        self,
+        endpoint: &str,
+        scanner: &SseScanner,
+        fault: Option<StreamFault>,
+        reached_end: bool,
+    ) {
+        let completed = reached_end && fault.is_none();
+        let status = match (reached_end, fault) {
+            (true, None) => 200,
+            // The client closed the connection (nginx's 499).
+            (false, _) => 499,
+            (true, Some(_)) => 502,
+        };
+        let tokens = self.tokens_of_stream(scanner, completed);
+        self.finish(status, endpoint, tokens);
+    }
+}
+
+impl Drop for UsageTicket {
+    fn drop(&mut self) {
+        if self.slot.is_some() {
+            self.record(500, "", Tokens::default());
+        }
+    }
+}
