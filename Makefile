@@ -5,7 +5,7 @@ GATEWAY_ENV ?= development
 export GATEWAY_ENV
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: run build release test test-rust test-python fmt lint check-config python-install help
+.PHONY: run build release test test-rust test-python fmt lint check-config python-install help key db-migrate db-backup
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -45,3 +45,18 @@ lint: ## Clippy with warnings as errors
 
 check-config: ## Validate the configuration and print it, secrets masked
 	$(CARGO) run -q -p gateway -- check-config
+
+NAME ?= dev
+key: ## Create an API key (NAME=...) and print it; uses DATABASE_URL like the gateway
+	@$(CARGO) build -q -p gateway
+	@$(TARGET_DIR)/debug/gateway keys create --name "$(NAME)"
+
+db-migrate: ## Apply database migrations (DATABASE_URL, default SQLite data/gateway.db)
+	$(CARGO) run -q -p gateway -- migrate
+
+db-backup: ## Back up the database into backups/ (pg_dump for PostgreSQL, online copy for SQLite)
+	@mkdir -p backups; stamp=$$(date +%Y%m%d-%H%M%S); \
+	case "$${DATABASE_URL:-}" in \
+	  postgres://*|postgresql://*) pg_dump --no-owner "$$DATABASE_URL" > backups/gateway-$$stamp.sql && echo "backups/gateway-$$stamp.sql" ;; \
+	  *) $(CARGO) run -q -p gateway -- backup --out backups/gateway-$$stamp.db ;; \
+	esac

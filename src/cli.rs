@@ -42,6 +42,11 @@ pub enum Command {
     /// Manage dashboard and admin users.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Copy a live SQLite database to a file (PostgreSQL: use pg_dump).
+    Backup {
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Show usage, aggregated.
     Usage {
         /// Days back from now.
@@ -111,6 +116,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Keys(command) => with_store(&config, |store| keys(store, command)),
         Command::Users(command) => with_store(&config, |store| users(store, command)),
+        Command::Backup { out } => with_store(&config, |store| async move {
+            store.backup_sqlite(&out).await?;
+            eprintln!("backed up to {}", out.display());
+            Ok(())
+        }),
         Command::Usage { days, group_by } => {
             with_store(&config, |store| usage(store, days, group_by))
         }

@@ -63,7 +63,11 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
     let database = &config.database;
     if database.auto_migrate {
-        let applied = Store::migrate(&database.target).context("database migrations")?;
+        let target = database.target.clone();
+        let applied = tokio::task::spawn_blocking(move || Store::migrate(&target))
+            .await
+            .context("database migrations")?
+            .context("database migrations")?;
         if !applied.is_empty() {
             tracing::info!(migrations = ?applied, "database migrated");
         }

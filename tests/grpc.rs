@@ -225,7 +225,8 @@ async fn chat_over_grpc_returns_text_and_usage() {
             &[r#"protocol="grpc""#, r#"endpoint="Chat""#],
         )
         .await;
-    assert_eq!(after, grpc_chats + 1.0);
+    // Other tests share this python-models process, so the count may have grown further.
+    assert!(after >= grpc_chats + 1.0, "{after} after {grpc_chats}");
     gateway.stop().await;
 }
 

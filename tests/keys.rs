@@ -314,3 +314,30 @@ async fn migrations_apply_and_are_idempotent() {
         assert!(store.list_keys().await.expect("query").is_empty());
     }
 }
+
+#[actix_rt::test]
+async fn a_live_sqlite_database_can_be_backed_up() {
+    let dir = tempfile::tempdir().expect("dir");
+    let target = actors::store::DatabaseTarget::Sqlite(dir.path().join("live.db"));
+    actors::store::Store::migrate(&target).expect("migrate");
+    let store = actors::store::Store::open(&target, 2).expect("open");
+    let new = actors::store::keys::NewKey {
+        name: "kept".into(),
+        owner: None,
+        limits: Default::default(),
+    };
+    store.create_key(&new).await.expect("key");
+    let copy = dir.path().join("copy.db");
+    store.backup_sqlite(&copy).await.expect("backup");
+    assert!(
+        store.backup_sqlite(&copy).await.is_err(),
+        "never overwrites"
+    );
+    let restored = actors::store::Store::open(&actors::store::DatabaseTarget::Sqlite(copy), 1)
+        .expect("open copy");
+    let keys = restored.list_keys().await.expect("keys");
+    assert_eq!(
+        keys.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(),
+        vec!["kept"]
+    );
+}

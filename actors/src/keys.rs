@@ -99,7 +99,13 @@ pub struct KeyCache {
     settings: KeyCacheSettings,
     hits: Arc<AtomicU64>,
     misses: Arc<AtomicU64>,
+    /// Until when (Instant-free Unix ms) the database counts as down: stale entries are then
+    /// served without another attempt, so an outage does not slow every request.
+    down_until_ms: Arc<AtomicI64>,
 }
+
+/// After a failed lookup, stale entries are served without asking the database for this long.
+const DOWN_BACKOFF_MS: i64 = 2_000;
 
 impl KeyCache {
     pub fn new(store: Store, settings: KeyCacheSettings) -> Self {
@@ -113,6 +119,7 @@ impl KeyCache {
             settings,
             hits: Arc::new(AtomicU64::new(0)),
             misses: Arc::new(AtomicU64::new(0)),
+            down_until_ms: Arc::new(AtomicI64::new(0)),
         }
     }
 
@@ -134,6 +141,11 @@ impl KeyCache {
             }
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
+        if let Some(stale) = &cached {
+            if now_millis() < self.down_until_ms.load(Ordering::Relaxed) {
+                return Ok(classify(stale.key.as_ref()));
+            }
+        }
         match self.store.find_key_by_hash(&hash).await {
             Ok(row) => {
                 let entry = Arc::new(CacheEntry {
@@ -146,6 +158,8 @@ impl KeyCache {
             }
             Err(error) => match cached {
                 Some(stale) => {
+                    self.down_until_ms
+                        .store(now_millis() + DOWN_BACKOFF_MS, Ordering::Relaxed);
                     tracing::warn!(%error, "database unavailable; using a cached API key");
                     Ok(classify(stale.key.as_ref()))
                 }

@@ -219,3 +219,72 @@ fn secrets_are_masked_when_printed() {
     assert!(printed.contains("api_key = \"********\""), "{printed}");
     assert!(printed.contains("[services.openai]"));
 }
+
+#[test]
+fn production_refuses_weak_jwt_secrets() {
+    let check = |secret: Option<&str>| {
+        let mut raw = RawConfig::default();
+        raw.auth.jwt_secret = secret.map(String::from);
+        validate(raw, "production")
+    };
+    for (secret, reason) in [
+        (None, "required in production"),
+        (Some("short"), "shorter than 32 bytes"),
+        (
+            Some("change-me-change-me-change-me-change-me"),
+            "placeholder",
+        ),
+        (
+            Some("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+            "distinct characters",
+        ),
+    ] {
+        let error = check(secret).expect_err("refused").to_string();
+        assert!(
+            error.contains("JWT_SECRET") && error.contains(reason),
+            "{secret:?}: {error}"
+        );
+    }
+    let strong = "q8Zr3vNw1XkT5pYb7LmC2sHd9FgJ4uEa6RiO0tWy";
+    let config = check(Some(strong)).expect("a strong secret is fine");
+    assert_eq!(config.auth.jwt_secret, strong);
+    // Outside production a missing secret becomes a random one, with a warning at start-up.
+    let mut raw = RawConfig::default();
+    raw.auth.jwt_secret = None;
+    let development = validate(raw, "development").expect("valid");
+    assert!(development.auth.jwt_secret_generated && development.auth.jwt_secret.len() >= 32);
+}
+
+#[test]
+fn database_urls_and_durations_are_checked() {
+    check_error(
+        &[],
+        &[("DATABASE_URL", "mysql://x/y")],
+        &["database.url", "postgres://"],
+    );
+    check_error(&[], &[("JWT_EXPIRY", "forever")], &["auth.jwt_expiry"]);
+    let config = load(
+        &[],
+        &[
+            ("JWT_EXPIRY", "30m"),
+            ("DATABASE_URL", "postgres://u:pw@db/gw"),
+        ],
+    )
+    .expect("valid");
+    assert_eq!(config.auth.jwt_expiry, std::time::Duration::from_secs(1800));
+    let printed = config.render_masked();
+    assert!(
+        !printed.contains("pw@") && printed.contains("postgres://****@db/gw"),
+        "{printed}"
+    );
+    // Secrets stay strings even when they look like numbers.
+    let config = load(
+        &[],
+        &[("JWT_SECRET", "12345678901234567890123456789012345")],
+    )
+    .expect("valid");
+    assert_eq!(
+        config.auth.jwt_secret,
+        "12345678901234567890123456789012345"
+    );
+}

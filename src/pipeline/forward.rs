@@ -82,14 +82,16 @@ pub(super) async fn forward(request: Forward<'_>) -> Result<PipelineResponse, Ga
                     "success",
                     elapsed,
                 );
-                return Ok(respond(
+                let mut response = respond(
                     answer,
                     in_flight,
                     &settings,
                     &snapshot.service,
                     request.metrics,
                     upstream_time,
-                ));
+                );
+                response.endpoint = endpoint.address.clone();
+                return Ok(response);
             }
             Err(error) => {
                 request.metrics.observe_upstream(

@@ -115,6 +115,7 @@ impl Pipeline {
             }
             _ => None,
         };
+        let hide_usage = request.usage_injected();
         let body =
             request::with_stream_usage(&request, request.upstream_body(route.upstream_model));
         let ticket = accounting::UsageTicket::new(
@@ -149,6 +150,11 @@ impl Pipeline {
                         PipelineBody::Full(bytes)
                     }
                     PipelineBody::Sse(relay) => {
+                        let relay = if hide_usage {
+                            relay.hide_usage_event()
+                        } else {
+                            relay
+                        };
                         let endpoint = response.endpoint.clone();
                         PipelineBody::Sse(relay.on_drop(move |scanner, fault, reached_end| {
                             ticket.finish_stream(&endpoint, scanner, fault, reached_end);

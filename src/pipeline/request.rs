@@ -142,11 +142,19 @@ impl ParsedRequest {
     }
 }
 
+impl ParsedRequest {
+    /// True when the gateway adds `stream_options.include_usage` for billing, so the usage
+    /// event must be hidden from the client, who did not ask for it.
+    pub fn usage_injected(&self) -> bool {
+        self.stream && !self.has_stream_options && self.kind != ApiKind::Embeddings
+    }
+}
+
 /// Asks a streaming upstream for its usage chunk (`stream_options.include_usage`), which
 /// billing needs, unless the client set `stream_options` itself. The member is spliced in after
 /// the opening brace, so every other byte stays as sent.
 pub fn with_stream_usage(request: &ParsedRequest, body: Bytes) -> Bytes {
-    if !request.stream || request.has_stream_options || request.kind == ApiKind::Embeddings {
+    if !request.usage_injected() {
         return body;
     }
     let Some(brace) = body.iter().position(|&b| b == b'{') else {

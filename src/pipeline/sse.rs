@@ -198,7 +198,69 @@ pub struct SseRelay {
     /// Runs exactly once when the relay is dropped, whether the stream ended or the client
     /// left: it bills what was delivered.
     on_drop: Option<DropCallback>,
+    /// Set when the gateway asked the upstream for usage on the client's behalf: the usage-only
+    /// event is then held back, so the client sees the stream it asked for.
+    usage_filter: Option<UsageEventFilter>,
     _in_flight: InFlightGuard,
+}
+
+/// Removes usage-only events (`"choices": []` with `usage`) from an SSE byte stream. Chunks
+/// that end on an event boundary and carry no usage pass through without a copy; otherwise
+/// bytes wait only until their event is complete.
+#[derive(Debug, Default)]
+pub struct UsageEventFilter {
+    pending: bytes::BytesMut,
+}
+
+impl UsageEventFilter {
+    /// The bytes to forward now.
+    pub fn push(&mut self, chunk: &Bytes) -> Bytes {
+        let has_usage = |bytes: &[u8]| memmem::find(bytes, b"\"usage\"").is_some();
+        if self.pending.is_empty() && chunk.ends_with(b"\n\n") && !has_usage(chunk) {
+            return chunk.clone();
+        }
+        self.pending.extend_from_slice(chunk);
+        let boundary = memmem::rfind(&self.pending, b"\n\n")
+            .map(|at| at + 2)
+            .max(memmem::rfind(&self.pending, b"\n\r\n").map(|at| at + 3));
+        let Some(boundary) = boundary else {
+            return Bytes::new();
+        };
+        let complete = self.pending.split_to(boundary).freeze();
+        if !has_usage(&complete) {
+            return complete;
+        }
+        let mut out = bytes::BytesMut::with_capacity(complete.len());
+        let mut rest: &[u8] = &complete;
+        while !rest.is_empty() {
+            let end = memmem::find(rest, b"\n\n")
+                .map(|at| at + 2)
+                .into_iter()
+                .chain(memmem::find(rest, b"\n\r\n").map(|at| at + 3))
+                .min()
+                .unwrap_or(rest.len());
+            let (event, tail) = rest.split_at(end);
+            if !is_usage_only(event) {
+                out.extend_from_slice(event);
+            }
+            rest = tail;
+        }
+        out.freeze()
+    }
+
+    /// Whatever is left when the upstream ends (an unterminated last event), as it came.
+    pub fn finish(&mut self) -> Bytes {
+        self.pending.split().freeze()
+    }
+}
+
+fn is_usage_only(event: &[u8]) -> bool {
+    event.split(|&b| b == b'\n').any(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        line.strip_prefix(b"data:")
+            .and_then(|data| serde_json::from_slice::<ChunkView<'_>>(data.trim_ascii()).ok())
+            .is_some_and(|chunk| chunk.choices.is_empty() && chunk.usage.is_some())
+    })
 }
 
 impl SseRelay {
@@ -218,8 +280,15 @@ impl SseRelay {
             fault: None,
             on_end: None,
             on_drop: None,
+            usage_filter: None,
             _in_flight: in_flight,
         }
+    }
+
+    /// Holds back the upstream's usage-only event (the gateway asked for it, not the client).
+    pub fn hide_usage_event(mut self) -> Self {
+        self.usage_filter = Some(UsageEventFilter::default());
+        self
     }
 
     /// Runs once when the relay goes away, with the scanner, the fault (if the stream ended
@@ -272,36 +341,56 @@ impl Stream for SseRelay {
         if this.finished {
             return Poll::Ready(None);
         }
-        match this.upstream.as_mut().poll_next(cx) {
-            Poll::Ready(Some(Ok(chunk))) => {
-                this.scanner.feed(&chunk);
-                let deadline = Instant::now() + this.idle_timeout;
-                this.idle.as_mut().reset(deadline);
-                Poll::Ready(Some(Ok(chunk)))
-            }
-            Poll::Ready(Some(Err(detail))) => {
-                this.scanner.finish();
-                if this.scanner.is_complete() {
-                    this.end(None, "")
-                } else {
-                    this.end(Some(StreamFault::UpstreamError), &detail)
+        loop {
+            match this.upstream.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    this.scanner.feed(&chunk);
+                    let deadline = Instant::now() + this.idle_timeout;
+                    this.idle.as_mut().reset(deadline);
+                    let out = match &mut this.usage_filter {
+                        Some(filter) => filter.push(&chunk),
+                        None => chunk,
+                    };
+                    // A chunk that was all held back: wait for the next one.
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(out)));
+                    }
+                }
+                Poll::Ready(Some(Err(detail))) => {
+                    this.scanner.finish();
+                    return if this.scanner.is_complete() {
+                        this.end(None, "")
+                    } else {
+                        this.end(Some(StreamFault::UpstreamError), &detail)
+                    };
+                }
+                Poll::Ready(None) => {
+                    // An unterminated last event still goes out before the stream ends.
+                    let rest = this
+                        .usage_filter
+                        .as_mut()
+                        .map(UsageEventFilter::finish)
+                        .unwrap_or_default();
+                    if !rest.is_empty() {
+                        return Poll::Ready(Some(Ok(rest)));
+                    }
+                    this.scanner.finish();
+                    return if this.scanner.is_complete() {
+                        this.end(None, "")
+                    } else {
+                        this.end(Some(StreamFault::Truncated), "")
+                    };
+                }
+                Poll::Pending => {
+                    return match this.idle.as_mut().poll(cx) {
+                        Poll::Ready(()) => {
+                            let detail = format!("{}s", this.idle_timeout.as_secs_f64());
+                            this.end(Some(StreamFault::IdleTimeout), &detail)
+                        }
+                        Poll::Pending => Poll::Pending,
+                    };
                 }
             }
-            Poll::Ready(None) => {
-                this.scanner.finish();
-                if this.scanner.is_complete() {
-                    this.end(None, "")
-                } else {
-                    this.end(Some(StreamFault::Truncated), "")
-                }
-            }
-            Poll::Pending => match this.idle.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    let detail = format!("{}s", this.idle_timeout.as_secs_f64());
-                    this.end(Some(StreamFault::IdleTimeout), &detail)
-                }
-                Poll::Pending => Poll::Pending,
-            },
         }
     }
 }
@@ -334,7 +423,48 @@ mod tests {
         assert!(!scan(&[b": comment [DONE]\n"]));
     }
 
+    const WITH_USAGE: &[u8] = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n";
+    const WITHOUT_USAGE: &[u8] =
+        b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n";
+
+    fn filtered(chunks: &[&[u8]]) -> Vec<u8> {
+        let mut filter = UsageEventFilter::default();
+        let mut out = Vec::new();
+        for chunk in chunks {
+            out.extend_from_slice(&filter.push(&Bytes::copy_from_slice(chunk)));
+        }
+        out.extend_from_slice(&filter.finish());
+        out
+    }
+
+    #[test]
+    fn the_usage_event_is_held_back_and_nothing_else() {
+        assert_eq!(filtered(&[WITH_USAGE]), WITHOUT_USAGE);
+        assert_eq!(filtered(&[WITHOUT_USAGE]), WITHOUT_USAGE);
+        // A usage figure inside a normal event is not a usage-only event.
+        let mixed: &[u8] =
+            b"data: {\"choices\":[{\"delta\":{}}],\"usage\":{\"prompt_tokens\":1}}\n\n";
+        assert_eq!(filtered(&[mixed]), mixed);
+        // An unterminated tail is forwarded at the end.
+        assert_eq!(filtered(&[b"data: [DONE]"]), b"data: [DONE]");
+    }
+
     proptest! {
+        #[test]
+        fn filtering_ignores_chunk_boundaries(cuts in prop::collection::vec(0usize..140, 0..6)) {
+            let mut cuts = cuts;
+            cuts.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut last = 0;
+            for cut in cuts {
+                let cut = cut.min(WITH_USAGE.len());
+                chunks.push(&WITH_USAGE[last..cut.max(last)]);
+                last = cut.max(last);
+            }
+            chunks.push(&WITH_USAGE[last..]);
+            prop_assert_eq!(filtered(&chunks), WITHOUT_USAGE.to_vec());
+        }
+
         #[test]
         fn chunking_does_not_change_the_verdict(split in prop::collection::vec(1usize..40, 0..10)) {
             let stream: &[u8] = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}]}\n\ndata: {\"choices\":[{\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";

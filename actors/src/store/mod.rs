@@ -236,6 +236,31 @@ fn migrate_blocking(target: &DatabaseTarget) -> Result<Vec<String>, StoreError> 
     }
 }
 
+impl Store {
+    /// A consistent copy of a live SQLite database (`VACUUM INTO`), taken without stopping
+    /// writers. PostgreSQL is backed up with `pg_dump`.
+    pub async fn backup_sqlite(&self, destination: &std::path::Path) -> Result<(), StoreError> {
+        let Store::Sqlite(_) = self else {
+            return Err(StoreError::Invalid(
+                "PostgreSQL is backed up with pg_dump".into(),
+            ));
+        };
+        if destination.exists() {
+            return Err(StoreError::Invalid(format!(
+                "{} already exists",
+                destination.display()
+            )));
+        }
+        let target = destination.display().to_string().replace('\'', "''");
+        with_conn!(self, conn => {
+            conn.batch_execute(&format!("VACUUM INTO '{target}'"))
+                .await
+                .map_err(StoreError::Query)?
+        });
+        Ok(())
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_millis() -> i64 {
     std::time::SystemTime::now()

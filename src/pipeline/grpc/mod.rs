@@ -107,8 +107,9 @@ async fn chat(call: GrpcCall<'_>) -> Result<GrpcAnswer, GatewayError> {
     ))
 }
 
-/// The next chunk's events. The stream ends after `[DONE]`, at the upstream's end (the relay
-/// then reports the truncation) or after one error.
+/// The next chunk's events. The stream ends after `[DONE]` once the trailers are read (dropping
+/// it earlier would reset the call, and the server would count a finished generation as
+/// cancelled), at the upstream's end (the relay then reports the truncation) or after one error.
 async fn next_events(
     state: Option<(Streaming<proto::ChatChunk>, ChunkEncoder)>,
 ) -> Option<(
@@ -117,6 +118,7 @@ async fn next_events(
 )> {
     let (mut stream, mut encoder) = state?;
     if encoder.is_finished() {
+        let _trailers = stream.message().await;
         return None;
     }
     match stream.message().await {
@@ -147,9 +149,16 @@ fn status_error(service: &str, status: Status, limit: Duration) -> GatewayError 
     {
         return timeout(service, "response", limit);
     }
+    // A CANCELLED that carries a transport cause (the connection closed under the call) was
+    // not sent by the server: the endpoint is unreachable, which is UNAVAILABLE.
+    let code = if status.code() == Code::Cancelled && std::error::Error::source(&status).is_some() {
+        Code::Unavailable
+    } else {
+        status.code()
+    };
     GatewayError::UpstreamGrpc {
         service: service.to_string(),
-        code: status.code(),
+        code,
         message: describe(&status),
     }
 }

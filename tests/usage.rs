@@ -1,0 +1,231 @@
+//! Usage accounting and budgets, on SQLite and PostgreSQL: one row per request with the right
+//! tokens, interrupted streams billed for what was delivered, budgets that concurrency cannot
+//! overspend, and no row lost while the database is away.
+
+mod common;
+
+use std::time::Duration;
+
+use awc::http::Method;
+use common::*;
+use futures_util::StreamExt;
+use serde_json::json;
+
+async fn exact_rows(db: Db) {
+    let upstream = mock("a");
+    let gateway = start_gateway(config_on(db).await, &services_for("llm", &[&upstream], &[])).await;
+    gateway.wait_ready().await;
+    let admin = gateway.admin_token().await;
+    let (id, key) = gateway.create_key(&admin, json!({"name": "metered"})).await;
+    let bearer = format!("Bearer {key}");
+    for i in 0..6 {
+        let body = if i % 2 == 0 {
+            chat("llm/m")
+        } else {
+            chat_stream("llm/m")
+        };
+        let mut response = gateway
+            .client
+            .post(gateway.url("/v1/chat/completions"))
+            .insert_header(("authorization", bearer.as_str()))
+            .send_json(&body)
+            .await
+            .expect("response");
+        assert_eq!(response.status().as_u16(), 200);
+        let text = response.body().await.expect("body");
+        if i % 2 == 1 {
+            assert!(text.ends_with(b"data: [DONE]\n\n"));
+        }
+    }
+    let rows = gateway.usage_rows(id, 6).await;
+    assert_eq!(rows.len(), 6);
+    for row in &rows {
+        // The mock reports 5 prompt tokens and one completion token per chunk (5 chunks).
+        assert_eq!(
+            (row.prompt_tokens, row.completion_tokens, row.estimated),
+            (5, 5, false),
+            "{row:?}"
+        );
+        assert_eq!(
+            (row.status, row.model.as_str(), row.service.as_str()),
+            (200, "llm/m", "llm")
+        );
+    }
+    let mut ids: Vec<&str> = rows.iter().map(|r| r.request_id.as_str()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 6);
+    // The streaming requests asked the upstream for usage on the client's behalf.
+    let seen = upstream
+        .state
+        .last_body
+        .lock()
+        .expect("lock")
+        .clone()
+        .expect("body");
+    assert_eq!(seen["stream_options"]["include_usage"], true);
+
+    let (status, report) = gateway
+        .send_as(Method::GET, "/admin/usage?group_by=model", &admin, None)
+        .await;
+    assert_eq!(status, 200, "{report}");
+    let line = &report["data"][0];
+    assert_eq!(
+        (
+            line["group"].as_str(),
+            line["requests"].as_i64(),
+            line["total_tokens"].as_i64()
+        ),
+        (Some("llm/m"), Some(6), Some(60))
+    );
+    let (_, by_key) = gateway
+        .send_as(Method::GET, "/admin/usage?group_by=key", &admin, None)
+        .await;
+    assert_eq!(by_key["data"][0]["group"], id.to_string());
+    let (_, by_day) = gateway
+        .send_as(Method::GET, "/admin/usage?group_by=day", &admin, None)
+        .await;
+    assert_eq!(by_day["data"][0]["requests"], 6);
+    assert_eq!(by_day["data"][0]["group"].as_str().map(str::len), Some(10));
+    gateway.stop().await;
+}
+
+#[actix_rt::test]
+async fn every_request_is_one_usage_row_sqlite() {
+    exact_rows(Db::Sqlite).await;
+}
+
+#[actix_rt::test]
+async fn every_request_is_one_usage_row_postgres() {
+    exact_rows(Db::Postgres).await;
+}
+
+#[actix_rt::test]
+async fn a_client_that_leaves_mid_stream_pays_for_what_it_received() {
+    let upstream = MockUpstream::start(
+        "127.0.0.1:0",
+        MockOptions {
+            name: "a".into(),
+            gated: true,
+            chunks: 60,
+            chunk_delay: Duration::from_millis(20),
+            ..MockOptions::default()
+        },
+    )
+    .expect("mock");
+    let gateway = start_gateway(
+        config_on(Db::Sqlite).await,
+        &services_for("llm", &[&upstream], &[]),
+    )
+    .await;
+    gateway.wait_ready().await;
+    let admin = gateway.admin_token().await;
+    let (id, key) = gateway
+        .create_key(&admin, json!({"name": "leaver", "token_budget": 100000}))
+        .await;
+    let mut response = gateway
+        .client
+        .post(gateway.url("/v1/chat/completions"))
+        .insert_header(("authorization", format!("Bearer {key}")))
+        .send_json(&chat_stream("llm/m"))
+        .await
+        .expect("response");
+    let first = response.next().await.expect("first chunk").expect("bytes");
+    let event: serde_json::Value =
+        serde_json::from_slice(first.strip_prefix(b"data: ").expect("event").trim_ascii())
+            .expect("json");
+    let delivered = event["choices"][0]["delta"]["content"]
+        .as_str()
+        .expect("text")
+        .to_string();
+    drop(response);
+    // The gateway learns that the client left when its next write fails, so it may bill the
+    // chunk or two it wrote into the closed socket, but never the rest of the answer.
+    upstream.state.gate.as_ref().expect("gate").add_permits(1);
+    let rows = gateway.usage_rows(id, 1).await;
+    let row = &rows[0];
+    assert_eq!(row.status, 499, "{row:?}");
+    assert!(row.estimated);
+    let whole_answer: String = (0..60)
+        .map(|i| ["echo: ", "hello ", "there "][i % 3])
+        .collect();
+    let whole = actors::tokens::count(&whole_answer);
+    assert!(
+        row.completion_tokens >= actors::tokens::count(&delivered)
+            && row.completion_tokens * 4 < whole,
+        "billed {} for {delivered:?} of a {whole}-token answer",
+        row.completion_tokens
+    );
+    assert!(!row.endpoint.is_empty());
+    // The prompt is counted from the request the upstream received.
+    assert!(row.prompt_tokens > 0);
+    // Billed exactly once: nothing more arrives.
+    assert!(gateway.usage.flush().await);
+    assert_eq!(gateway.store.usage_of_key(id).await.expect("rows").len(), 1);
+    gateway.stop().await;
+}
+
+async fn budget_race(db: Db) {
+    let upstream = mock("a");
+    let mut raw = config_on(db).await;
+    raw.server.workers = 2;
+    let gateway = start_gateway(raw, &services_for("llm", &[&upstream], &[])).await;
+    gateway.wait_ready().await;
+    let admin = gateway.admin_token().await;
+    // Each request really uses 10 tokens (5 prompt + 5 completion): the budget allows 10.
+    let budget = 100;
+    let (id, key) = gateway
+        .create_key(&admin, json!({"name": "capped", "token_budget": budget}))
+        .await;
+    let body = json!({"model": "llm/m", "max_tokens": 5, "messages": [{"role": "user", "content": "hello there"}]});
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let client = client();
+        let url = gateway.url("/v1/chat/completions");
+        let bearer = format!("Bearer {key}");
+        let body = body.clone();
+        tasks.push(actix_web::rt::spawn(async move {
+            let mut response = client
+                .post(url)
+                .insert_header(("authorization", bearer))
+                .send_json(&body)
+                .await
+                .expect("response");
+            let status = response.status().as_u16();
+            let text = response.body().await.expect("body");
+            (status, String::from_utf8_lossy(&text).to_string())
+        }));
+    }
+    let mut ok = 0;
+    for task in tasks {
+        let (status, text) = task.await.expect("task");
+        match status {
+            200 => ok += 1,
+            429 => assert!(text.contains("insufficient_quota"), "{text}"),
+            other => panic!("unexpected {other}: {text}"),
+        }
+    }
+    assert!((1..=10).contains(&ok), "{ok} requests succeeded");
+    let rows = gateway.usage_rows(id, ok).await;
+    let billed: i64 = rows
+        .iter()
+        .map(|r| r.prompt_tokens + r.completion_tokens)
+        .sum();
+    assert!(billed <= budget, "billed {billed} of {budget}");
+    assert_eq!(rows.len(), ok);
+    assert_eq!(
+        upstream.state.requests(),
+        ok as u64,
+        "refused requests never reached the upstream"
+    );
+    gateway.stop().await;
+}
+
+#[actix_rt::test]
+async fn concurrent_requests_cannot_overspend_a_budget_sqlite() {
+    budget_race(Db::Sqlite).await;
+}
+
+#[actix_rt::test]
+async fn concurrent_requests_cannot_overspend_a_budget_postgres() {
+    budget_race(Db::Postgres).await;
+}
