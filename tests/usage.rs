@@ -81,6 +81,27 @@ async fn exact_rows(db: Db) {
         .send_as(Method::GET, "/admin/usage?group_by=key", &admin, None)
         .await;
     assert_eq!(by_key["data"][0]["group"], id.to_string());
+    let metrics = gateway
+        .client
+        .get(gateway.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .body()
+        .await
+        .expect("body");
+    let metrics = String::from_utf8_lossy(&metrics);
+    for expected in [
+        format!(r#"gateway_tokens_total{{direction="prompt",key="{id}",model="llm/m"}} 30"#),
+        format!(r#"gateway_tokens_total{{direction="completion",key="{id}",model="llm/m"}} 30"#),
+        "gateway_usage_pending_events 0".to_string(),
+        r#"gateway_key_cache_lookups{result="hit"}"#.to_string(),
+    ] {
+        assert!(
+            metrics.contains(&expected),
+            "missing {expected} in\n{metrics}"
+        );
+    }
     let (_, by_day) = gateway
         .send_as(Method::GET, "/admin/usage?group_by=day", &admin, None)
         .await;

@@ -153,11 +153,7 @@ impl Store {
                 Ok(Store::Postgres(pool))
             }
             DatabaseTarget::Sqlite(path) => {
-                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(parent).map_err(|e| {
-                        StoreError::Config(format!("cannot create {}: {e}", parent.display()))
-                    })?;
-                }
+                create_parent_dir(path)?;
                 let mut config = ManagerConfig::<SqliteConnection>::default();
                 config.custom_setup = Box::new(|url| {
                     async move {
@@ -198,17 +194,22 @@ impl Store {
     }
 }
 
+/// SQLite creates the file on first use, but not the folder it lives in.
+fn create_parent_dir(path: &std::path::Path) -> Result<(), StoreError> {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => std::fs::create_dir_all(parent)
+            .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", parent.display()))),
+        None => Ok(()),
+    }
+}
+
 fn migrate_blocking(target: &DatabaseTarget) -> Result<Vec<String>, StoreError> {
     let names = |applied: Vec<diesel::migration::MigrationVersion<'_>>| {
         applied.iter().map(ToString::to_string).collect::<Vec<_>>()
     };
     match target {
         DatabaseTarget::Sqlite(path) => {
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).map_err(|e| {
-                    StoreError::Config(format!("cannot create {}: {e}", parent.display()))
-                })?;
-            }
+            create_parent_dir(path)?;
             let mut connection = diesel::SqliteConnection::establish(&path.display().to_string())
                 .map_err(|e| StoreError::Unavailable(e.to_string()))?;
             let applied = connection
