@@ -150,14 +150,7 @@ async fn metrics_cover_routes_upstreams_overhead_and_health() {
         let (status, _, _) = gateway.post("/v1/chat/completions", &chat("llm/m")).await;
         assert_eq!(status, 200);
     }
-    let mut response = gateway
-        .client
-        .get(gateway.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics");
-    assert_eq!(response.status().as_u16(), 200);
-    let text = String::from_utf8(response.body().await.expect("body").to_vec()).expect("utf8");
+    let text = gateway.metrics_text().await;
     let endpoint = format!("127.0.0.1:{}", upstream.addr.port());
     for expected in [
         r#"gateway_http_requests_total{endpoint="/v1/chat/completions",method="POST",status="200"} 3"#.to_string(),

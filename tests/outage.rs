@@ -114,16 +114,8 @@ async fn no_usage_row_is_lost_while_the_database_is_down() {
     })
     .await;
     assert!(gateway.usage.pending() > 0, "events wait in the buffer");
-    let metrics = gateway
-        .client
-        .get(gateway.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .body()
-        .await
-        .expect("body");
-    assert!(!String::from_utf8_lossy(&metrics).contains("gateway_usage_pending_events 0\n"));
+    let metrics = gateway.metrics_text().await;
+    assert!(!metrics.contains("gateway_usage_pending_events 0\n"));
 
     proxy.restore();
     let rows = gateway.usage_rows(id, 25).await;

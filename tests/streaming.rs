@@ -128,16 +128,7 @@ async fn a_truncated_stream_ends_with_an_error_event() {
     // The first byte had gone to the client: no retry on the other endpoint.
     assert_eq!(first.state.requests() + second.state.requests(), 1);
 
-    let metrics = gateway
-        .client
-        .get(gateway.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .body()
-        .await
-        .expect("body");
-    let metrics = String::from_utf8_lossy(&metrics);
+    let metrics = gateway.metrics_text().await;
     assert!(
         metrics.contains(r#"gateway_stream_faults_total{fault="truncated",service="llm"} 1"#),
         "{metrics}"

@@ -81,16 +81,7 @@ async fn exact_rows(db: Db) {
         .send_as(Method::GET, "/admin/usage?group_by=key", &admin, None)
         .await;
     assert_eq!(by_key["data"][0]["group"], id.to_string());
-    let metrics = gateway
-        .client
-        .get(gateway.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .body()
-        .await
-        .expect("body");
-    let metrics = String::from_utf8_lossy(&metrics);
+    let metrics = gateway.metrics_text().await;
     for expected in [
         format!(r#"gateway_tokens_total{{direction="prompt",key="{id}",model="llm/m"}} 30"#),
         format!(r#"gateway_tokens_total{{direction="completion",key="{id}",model="llm/m"}} 30"#),

@@ -84,6 +84,19 @@ impl TestGateway {
         )
     }
 
+    /// The Prometheus page, which must answer 200.
+    pub async fn metrics_text(&self) -> String {
+        let mut response = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics");
+        assert_eq!(response.status().as_u16(), 200);
+        let body = response.body().limit(16 * 1024 * 1024).await.expect("body");
+        String::from_utf8_lossy(&body).into_owned()
+    }
+
     /// Rewrites the static discovery file; the watcher picks it up.
     pub fn write_services(&self, services: &Value) {
         write_json(&self.services_file, services);
