@@ -167,28 +167,20 @@ impl BatchWriter {
     ) {
         let mut ticker = tokio::time::interval(self.settings.flush_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Events are collected on the tick, not as they arrive: waiting on the channel would
+        // wake this task (on another thread) once per request, a cost every request paid.
         loop {
-            let room = self.batch.len() < self.settings.batch_size;
             tokio::select! {
-                event = receiver.recv(), if room => match event {
-                    Some(event) => self.push(event),
-                    None => {
-                        self.drain(&mut receiver).await;
-                        return;
-                    }
-                },
                 _ = ticker.tick() => {
-                    if !self.batch.is_empty() {
-                        self.write().await;
+                    self.drain(&mut receiver).await;
+                    if receiver.is_closed() && receiver.is_empty() && self.batch.is_empty() {
+                        return;
                     }
                 }
                 Some(reply) = flushes.recv() => {
                     let emptied = self.drain(&mut receiver).await;
                     let _ = reply.send(emptied);
                 }
-            }
-            if self.batch.len() >= self.settings.batch_size {
-                self.write().await;
             }
         }
     }
