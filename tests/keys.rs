@@ -138,6 +138,8 @@ async fn missing_invalid_and_expired_keys_get_401() {
     gateway.wait_ready().await;
     let (status, _, body) = gateway.post("/v1/chat/completions", &chat("llm/m")).await;
     assert_eq!((status, error_code(&body)), (401, "missing_api_key".into()));
+    let (status, _) = gateway.get_json("/v1/models").await;
+    assert_eq!(status, 401, "the model list needs a key too");
     let (status, body) = chat_with(&gateway, "sk-gw-not-a-real-key", "llm/m").await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),

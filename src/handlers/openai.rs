@@ -132,9 +132,12 @@ const MODEL_LIST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Configured aliases plus `<service>/<model>` for what each reachable service reports.
 pub async fn list_models(
+    request: HttpRequest,
     state: web::Data<AppState>,
     clients: web::Data<UpstreamClients>,
-) -> HttpResponse {
+) -> Result<HttpResponse, GatewayError> {
+    // Like OpenAI, the model list needs a key.
+    crate::auth::authenticate(&request, &state.keys, state.auth_enabled).await?;
     let mut data: Vec<ModelEntry> = state
         .pipeline
         .router
@@ -205,8 +208,8 @@ pub async fn list_models(
         }));
     }
     data.sort_by(|a, b| a.id.cmp(&b.id));
-    HttpResponse::Ok().json(ModelList {
+    Ok(HttpResponse::Ok().json(ModelList {
         object: "list",
         data,
-    })
+    }))
 }
