@@ -12,18 +12,7 @@ async fn distribution(strategy: RawStrategy, weights: &[u32], requests: usize) -
     raw.upstream_defaults.strategy = Some(strategy);
     let gateway = start_gateway(raw, &services_for("llm", &refs, weights)).await;
     gateway.wait_ready().await;
-    // Wait until every endpoint has passed its first health check.
-    let registry = gateway.registry.clone();
-    let expected = weights.len();
-    wait_for("all endpoints eligible", || {
-        let registry = registry.clone();
-        async move {
-            registry
-                .pool("llm")
-                .is_some_and(|p| p.snapshot().eligible.len() == expected)
-        }
-    })
-    .await;
+    gateway.wait_eligible("llm", weights.len()).await;
     for _ in 0..requests {
         let (status, _, _) = gateway.post("/v1/chat/completions", &chat("llm/m")).await;
         assert_eq!(status, 200);
@@ -72,16 +61,7 @@ async fn p2c_ewma_avoids_a_slow_endpoint() {
     let mut raw = test_config();
     raw.upstream_defaults.strategy = Some(RawStrategy::P2cEwma);
     let gateway = start_gateway(raw, &services_for("llm", &[&slow, &fast[0], &fast[1]], &[])).await;
-    let registry = gateway.registry.clone();
-    wait_for("all endpoints eligible", || {
-        let registry = registry.clone();
-        async move {
-            registry
-                .pool("llm")
-                .is_some_and(|p| p.snapshot().eligible.len() == 3)
-        }
-    })
-    .await;
+    gateway.wait_eligible("llm", 3).await;
     for _ in 0..100 {
         let (status, _, _) = gateway.post("/v1/chat/completions", &chat("llm/m")).await;
         assert_eq!(status, 200);

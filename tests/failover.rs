@@ -38,16 +38,7 @@ async fn killing_an_upstream_under_load_fails_no_request() {
     )
     .await;
     let victim = format!("127.0.0.1:{}", mocks[1].addr.port());
-    let registry = gateway.registry.clone();
-    wait_for("three eligible endpoints", || {
-        let registry = registry.clone();
-        async move {
-            registry
-                .pool("llm")
-                .is_some_and(|p| p.snapshot().eligible.len() == 3)
-        }
-    })
-    .await;
+    gateway.wait_eligible("llm", 3).await;
 
     let counters = Rc::new(LoadCounters {
         ok: Cell::new(0),

@@ -84,6 +84,20 @@ impl TestGateway {
         )
     }
 
+    /// Waits until `count` endpoints of `service` have passed their first health check.
+    pub async fn wait_eligible(&self, service: &str, count: usize) {
+        let registry = self.registry.clone();
+        wait_for(&format!("{count} eligible endpoints of {service}"), || {
+            let registry = registry.clone();
+            async move {
+                registry
+                    .pool(service)
+                    .is_some_and(|p| p.snapshot().eligible.len() == count)
+            }
+        })
+        .await;
+    }
+
     /// The Prometheus page, which must answer 200.
     pub async fn metrics_text(&self) -> String {
         let mut response = self
