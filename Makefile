@@ -61,9 +61,12 @@ db-backup: ## Back up the database into backups/ (pg_dump for PostgreSQL, online
 	  *) $(CARGO) run -q -p gateway -- backup --out backups/gateway-$$stamp.db ;; \
 	esac
 
-.PHONY: benchmark bench-micro
+.PHONY: benchmark bench-micro bench-instructions
 benchmark: ## Overhead benchmark: direct vs nginx vs gateway (bench/run.sh; results in bench/results/)
 	bench/run.sh
+
+bench-instructions: ## Instructions per request under callgrind (repeatable on a noisy machine)
+	bench/instructions.sh full 2000
 
 bench-micro: ## Criterion micro-benchmarks (balancer, tokens, request parse, SSE scan), a few s each
 	$(CARGO) bench -p gateway-actors --bench core && $(CARGO) bench -p gateway --bench edge

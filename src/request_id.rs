@@ -29,7 +29,10 @@ pub async fn middleware(
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let id: Arc<str> = match request.headers().get(REQUEST_ID).and_then(acceptable) {
         Some(text) => Arc::from(text),
-        None => Arc::from(uuid::Uuid::new_v4().to_string()),
+        None => {
+            let mut buffer = uuid::Uuid::encode_buffer();
+            Arc::from(&*uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buffer))
+        }
     };
     request.extensions_mut().insert(RequestId(Arc::clone(&id)));
     let mut response = next.call(request).await?;
@@ -44,11 +47,8 @@ pub struct GatewayRootSpan;
 
 impl RootSpanBuilder for GatewayRootSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
-        let id = request
-            .extensions()
-            .get::<RequestId>()
-            .map(|id| id.0.to_string())
-            .unwrap_or_default();
+        let extensions = request.extensions();
+        let id = extensions.get::<RequestId>().map_or("", |id| &*id.0);
         tracing::info_span!(
             "http_request",
             method = %request.method(),

@@ -241,3 +241,63 @@ async fn concurrent_requests_cannot_overspend_a_budget_sqlite() {
 async fn concurrent_requests_cannot_overspend_a_budget_postgres() {
     budget_race(Db::Postgres).await;
 }
+
+/// The store's batch insert, straight: rows across several statements arrive field for field,
+/// and a batch retried after an unacknowledged commit adds only the rows that were missing.
+async fn batches_are_written_once(db: Db) {
+    use actors::store::usage::UsageEvent;
+    use actors::store::{DatabaseTarget, Store};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = match db {
+        Db::Sqlite => format!("sqlite://{}", dir.path().join("usage.db").display()),
+        Db::Postgres => fresh_postgres_database().await,
+    };
+    let target = DatabaseTarget::parse(Some(&url)).expect("target");
+    let migrate_target = target.clone();
+    tokio::task::spawn_blocking(move || Store::migrate(&migrate_target))
+        .await
+        .expect("join")
+        .expect("migrate");
+    let store = Store::open(&target, 2).expect("open");
+    let (key, _) = store
+        .create_key(&actors::store::keys::NewKey {
+            name: "batch".into(),
+            owner: None,
+            limits: Default::default(),
+        })
+        .await
+        .expect("key");
+    let event = |i: i64| UsageEvent {
+        request_id: format!("req-{i}"),
+        key_id: (i % 3 != 0).then_some(key.id),
+        model: format!("model-{}", i % 4),
+        service: "llm".into(),
+        endpoint: "127.0.0.1:1".into(),
+        api: "chat".into(),
+        prompt_tokens: i,
+        completion_tokens: 2 * i,
+        estimated: i % 2 == 0,
+        cached: i % 5 == 0,
+        status: 200,
+        latency_ms: i + 7,
+        created_at: 1_700_000_000_000 + i,
+    };
+    // 250 rows: more than two full statements.
+    let first: Vec<UsageEvent> = (0..250).map(event).collect();
+    assert_eq!(store.insert_usage(&first).await.expect("insert"), 250);
+    let retried: Vec<UsageEvent> = (240..260).map(event).collect();
+    assert_eq!(store.insert_usage(&retried).await.expect("retry"), 10);
+    let stored = store.usage_of_key(key.id).await.expect("rows");
+    let expected: Vec<UsageEvent> = (0..260).map(event).filter(|e| e.key_id.is_some()).collect();
+    assert_eq!(stored, expected);
+}
+
+#[actix_rt::test]
+async fn usage_batches_are_written_once_sqlite() {
+    batches_are_written_once(Db::Sqlite).await;
+}
+
+#[actix_rt::test]
+async fn usage_batches_are_written_once_postgres() {
+    batches_are_written_once(Db::Postgres).await;
+}

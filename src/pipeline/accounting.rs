@@ -106,39 +106,41 @@ impl UsageTicket {
         if !(200..300).contains(&status) {
             return Tokens::default();
         }
+        // `choices` stays raw (borrowed, unparsed) unless there is no `usage` to read.
         #[derive(Deserialize)]
-        struct Answer {
+        struct Answer<'a> {
             #[serde(default)]
             usage: Option<UsageView>,
-            #[serde(default)]
-            choices: Vec<serde_json::Value>,
+            #[serde(default, borrow)]
+            choices: Option<&'a serde_json::value::RawValue>,
         }
-        let answer: Option<Answer> = serde_json::from_slice(body).ok();
-        match answer {
-            Some(Answer {
-                usage: Some(usage), ..
-            }) => Tokens {
+        let answer: Option<Answer<'_>> = serde_json::from_slice(body).ok();
+        if let Some(Answer {
+            usage: Some(usage), ..
+        }) = answer
+        {
+            return Tokens {
                 prompt: usage.prompt_tokens,
                 completion: usage.completion_tokens,
                 estimated: false,
-            },
-            other => {
-                let text: String = other
-                    .map(|a| a.choices)
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(|c| {
-                        c.pointer("/message/content")
-                            .or_else(|| c.get("text"))
-                            .and_then(|t| t.as_str())
-                    })
-                    .collect();
-                Tokens {
-                    prompt: tokens::prompt_tokens(&self.prompt_body),
-                    completion: tokens::count(&text),
-                    estimated: true,
-                }
-            }
+            };
+        }
+        let choices: Vec<serde_json::Value> = answer
+            .and_then(|a| a.choices)
+            .and_then(|raw| serde_json::from_str(raw.get()).ok())
+            .unwrap_or_default();
+        let text: String = choices
+            .iter()
+            .filter_map(|c| {
+                c.pointer("/message/content")
+                    .or_else(|| c.get("text"))
+                    .and_then(|t| t.as_str())
+            })
+            .collect();
+        Tokens {
+            prompt: tokens::prompt_tokens(&self.prompt_body),
+            completion: tokens::count(&text),
+            estimated: true,
         }
     }
 

@@ -60,6 +60,47 @@ const DAY_MILLIS: i64 = 86_400_000;
 /// Rows per INSERT statement.
 const INSERT_CHUNK: usize = 100;
 
+const SQLITE_INSERT_HEAD: &str = "INSERT OR IGNORE INTO usage_events (request_id, key_id, model, \
+     service, endpoint, api, prompt_tokens, completion_tokens, estimated, cached, status, \
+     latency_ms, created_at) VALUES ";
+const SQLITE_ROW_PLACEHOLDERS: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+/// One multi-row `INSERT OR IGNORE` for SQLite, its SQL text fixed by the row count.
+fn sqlite_insert(
+    rows: &[UsageEvent],
+) -> diesel::query_builder::BoxedSqlQuery<'_, diesel::sqlite::Sqlite, diesel::query_builder::SqlQuery>
+{
+    use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text};
+    let mut sql = String::with_capacity(
+        SQLITE_INSERT_HEAD.len() + rows.len() * (SQLITE_ROW_PLACEHOLDERS.len() + 2),
+    );
+    sql.push_str(SQLITE_INSERT_HEAD);
+    for index in 0..rows.len() {
+        if index > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(SQLITE_ROW_PLACEHOLDERS);
+    }
+    let mut query = diesel::sql_query(sql).into_boxed::<diesel::sqlite::Sqlite>();
+    for row in rows {
+        query = query
+            .bind::<Text, _>(row.request_id.as_str())
+            .bind::<Nullable<BigInt>, _>(row.key_id)
+            .bind::<Text, _>(row.model.as_str())
+            .bind::<Text, _>(row.service.as_str())
+            .bind::<Text, _>(row.endpoint.as_str())
+            .bind::<Text, _>(row.api.as_str())
+            .bind::<BigInt, _>(row.prompt_tokens)
+            .bind::<BigInt, _>(row.completion_tokens)
+            .bind::<Bool, _>(row.estimated)
+            .bind::<Bool, _>(row.cached)
+            .bind::<Integer, _>(row.status)
+            .bind::<BigInt, _>(row.latency_ms)
+            .bind::<BigInt, _>(row.created_at);
+    }
+    query
+}
+
 impl Store {
     /// Writes a batch in one transaction. Rows whose request id is already stored are skipped,
     /// so a batch retried after an unacknowledged commit is never counted twice. Returns how
@@ -89,17 +130,19 @@ impl Store {
             }
             Store::Sqlite(pool) => {
                 let mut conn = pool.get().await.map_err(StoreError::from_pool)?;
-                conn.transaction::<usize, diesel::result::Error, _>(async |conn| {
-                    let mut inserted = 0;
-                    // diesel-async cannot send a multi-row insert to SQLite; row by row inside
-                    // one transaction costs one WAL commit per batch all the same.
-                    for event in batch {
-                        inserted += diesel::insert_or_ignore_into(usage_events::table)
-                            .values(event)
-                            .execute(&mut *conn)
-                            .await?;
-                    }
-                    Ok(inserted)
+                let rows = batch.to_vec();
+                // The whole batch runs in one blocking task on the sync connection (through the
+                // async wrapper every statement would be a blocking-pool round trip), as
+                // multi-row statements whose SQL text repeats, so SQLite's prepared statements
+                // are reused from diesel's cache instead of being rebuilt per row.
+                conn.spawn_blocking(move |conn| {
+                    diesel::Connection::transaction(conn, |conn| {
+                        let mut inserted = 0;
+                        for chunk in rows.chunks(INSERT_CHUNK) {
+                            inserted += diesel::RunQueryDsl::execute(sqlite_insert(chunk), conn)?;
+                        }
+                        Ok(inserted)
+                    })
                 })
                 .await?
             }
