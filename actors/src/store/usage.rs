@@ -11,7 +11,7 @@ use crate::with_conn;
 #[derive(
     Debug, Clone, PartialEq, Eq, diesel::Insertable, diesel::Queryable, diesel::Selectable,
 )]
-#[diesel(table_name = usage_events)]
+#[diesel(table_name = usage_events, treat_none_as_default_value = false)]
 pub struct UsageEvent {
     pub request_id: String,
     pub key_id: Option<i64>,
@@ -60,47 +60,6 @@ const DAY_MILLIS: i64 = 86_400_000;
 /// Rows per INSERT statement.
 const INSERT_CHUNK: usize = 100;
 
-const SQLITE_INSERT_HEAD: &str = "INSERT OR IGNORE INTO usage_events (request_id, key_id, model, \
-     service, endpoint, api, prompt_tokens, completion_tokens, estimated, cached, status, \
-     latency_ms, created_at) VALUES ";
-const SQLITE_ROW_PLACEHOLDERS: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-
-/// One multi-row `INSERT OR IGNORE` for SQLite, its SQL text fixed by the row count.
-fn sqlite_insert(
-    rows: &[UsageEvent],
-) -> diesel::query_builder::BoxedSqlQuery<'_, diesel::sqlite::Sqlite, diesel::query_builder::SqlQuery>
-{
-    use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text};
-    let mut sql = String::with_capacity(
-        SQLITE_INSERT_HEAD.len() + rows.len() * (SQLITE_ROW_PLACEHOLDERS.len() + 2),
-    );
-    sql.push_str(SQLITE_INSERT_HEAD);
-    for index in 0..rows.len() {
-        if index > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(SQLITE_ROW_PLACEHOLDERS);
-    }
-    let mut query = diesel::sql_query(sql).into_boxed::<diesel::sqlite::Sqlite>();
-    for row in rows {
-        query = query
-            .bind::<Text, _>(row.request_id.as_str())
-            .bind::<Nullable<BigInt>, _>(row.key_id)
-            .bind::<Text, _>(row.model.as_str())
-            .bind::<Text, _>(row.service.as_str())
-            .bind::<Text, _>(row.endpoint.as_str())
-            .bind::<Text, _>(row.api.as_str())
-            .bind::<BigInt, _>(row.prompt_tokens)
-            .bind::<BigInt, _>(row.completion_tokens)
-            .bind::<Bool, _>(row.estimated)
-            .bind::<Bool, _>(row.cached)
-            .bind::<Integer, _>(row.status)
-            .bind::<BigInt, _>(row.latency_ms)
-            .bind::<BigInt, _>(row.created_at);
-    }
-    query
-}
-
 impl Store {
     /// Writes a batch in one transaction. Rows whose request id is already stored are skipped,
     /// so a batch retried after an unacknowledged commit is never counted twice. Returns how
@@ -132,14 +91,17 @@ impl Store {
                 let mut conn = pool.get().await.map_err(StoreError::from_pool)?;
                 let rows = batch.to_vec();
                 // The whole batch runs in one blocking task on the sync connection (through the
-                // async wrapper every statement would be a blocking-pool round trip), as
-                // multi-row statements whose SQL text repeats, so SQLite's prepared statements
-                // are reused from diesel's cache instead of being rebuilt per row.
+                // async wrapper every statement would be a blocking-pool round trip), one
+                // single-row statement per event: its SQL never varies (NULLs are bound, not
+                // spelled DEFAULT), so diesel prepares it once per connection and reuses it.
                 conn.spawn_blocking(move |conn| {
                     diesel::Connection::transaction(conn, |conn| {
                         let mut inserted = 0;
-                        for chunk in rows.chunks(INSERT_CHUNK) {
-                            inserted += diesel::RunQueryDsl::execute(sqlite_insert(chunk), conn)?;
+                        for event in &rows {
+                            inserted += diesel::RunQueryDsl::execute(
+                                diesel::insert_or_ignore_into(usage_events::table).values(event),
+                                conn,
+                            )?;
                         }
                         Ok(inserted)
                     })
