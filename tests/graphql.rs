@@ -321,8 +321,43 @@ async fn chat_and_usage_match_the_rest_view() {
     let (_, body) = graphql(&gateway, Some(&key), query, bad).await;
     assert_eq!(first_error_code(&body), Some("model_not_found"), "{body}");
     assert_eq!(body["errors"][0]["extensions"]["status"], 404);
-    let (_, body) = graphql(&gateway, None, query, input).await;
+    let (_, body) = graphql(&gateway, None, query, input.clone()).await;
     assert_eq!(first_error_code(&body), Some("missing_api_key"), "{body}");
+    // A viewer's token may look around but not spend.
+    gateway
+        .store
+        .create_user(
+            "viewer1",
+            "correct horse battery",
+            actors::store::users::Role::Viewer,
+        )
+        .await
+        .expect("viewer");
+    let mut login = gateway
+        .client
+        .post(gateway.url("/auth/login"))
+        .send_json(&json!({"username": "viewer1", "password": "correct horse battery"}))
+        .await
+        .expect("login");
+    let token: Value = login.json().await.expect("token");
+    let viewer = token["access_token"].as_str().expect("token");
+    let (_, body) = graphql(&gateway, Some(viewer), query, input).await;
+    assert_eq!(
+        first_error_code(&body),
+        Some("insufficient_permissions"),
+        "{body}"
+    );
+    let (_, body) = graphql(
+        &gateway,
+        Some(viewer),
+        "{ me { kind role admin } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        body["data"]["me"],
+        json!({"kind": "user", "role": "viewer", "admin": false})
+    );
 
     let (status, _) = gateway
         .send_as(

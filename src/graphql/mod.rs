@@ -19,7 +19,6 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actors::keys::ApiKey;
 use bytes::Bytes;
-use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 use juniper::http::GraphQLRequest;
 use juniper::parser::ParseError;
@@ -238,17 +237,14 @@ pub async fn execute(
         drop(context);
         result
     };
-    // Runs chat jobs on this worker thread until the execution (and its sender) is done.
+    // Runs chat jobs on this worker thread; it ends when the execution drops the context, and
+    // with it the only sender.
     let executor = async {
         let jobs = futures_util::stream::poll_fn(|cx| jobs.poll_recv(cx));
         jobs.for_each_concurrent(CHAT_CONCURRENCY, |job| run_chat(job, &state, &clients))
             .await;
-        std::future::pending::<()>().await;
     };
-    let result = match select(pin!(execution), pin!(executor)).await {
-        Either::Left((result, _)) => result,
-        Either::Right(((), _)) => unreachable_executor(),
-    };
+    let (result, ()) = futures_util::future::join(pin!(execution), pin!(executor)).await;
     match result {
         Ok((data, errors)) => {
             let errors: Vec<Value> = errors
@@ -263,18 +259,6 @@ pub async fn execute(
         }
         Err(error) => graphql_error_response(&error),
     }
-}
-
-/// The executor future never completes (it ends in `pending`), so `select` always returns the
-/// execution; this keeps the match exhaustive without a panic.
-fn unreachable_executor() -> Result<
-    (
-        juniper::Value,
-        Vec<juniper::ExecutionError<juniper::DefaultScalarValue>>,
-    ),
-    GraphQLError,
-> {
-    Err(GraphQLError::NoOperationProvided)
 }
 
 fn content_type_is_graphql(request: &HttpRequest) -> bool {
@@ -295,5 +279,5 @@ pub async fn playground(state: web::Data<AppState>) -> HttpResponse {
     }
     juniper_actix::graphiql_handler("/graphql", None)
         .await
-        .unwrap_or_else(|error| HttpResponse::from_error(error))
+        .unwrap_or_else(HttpResponse::from_error)
 }

@@ -62,7 +62,7 @@ pub async fn run(
     let mut relay = match response.body {
         PipelineBody::Sse(relay) => relay,
         PipelineBody::Full(body) => {
-            for message in full_answer(&id, status, &body) {
+            for message in full_answer(&id, status, &body, &response.endpoint) {
                 if !send(message).await {
                     return;
                 }
@@ -91,10 +91,15 @@ pub async fn run(
                 // The relay's own fault event (truncation, idle upstream): already OpenAI-shaped.
                 let error = serde_json::from_str::<serde_json::Value>(&event.data)
                     .ok()
-                    .and_then(|v| v.get("error").map(ToString::to_string))
-                    .unwrap_or_else(|| "null".into());
+                    .and_then(|v| v.get("error").cloned())
+                    .unwrap_or_default();
+                let status = if error["code"] == "upstream_timeout" {
+                    504
+                } else {
+                    502
+                };
                 failed = true;
-                if !send(protocol::error_with(Some(&id), 502, &error)).await {
+                if !send(protocol::error_with(Some(&id), status, &error.to_string())).await {
                     return;
                 }
                 continue;
@@ -118,7 +123,7 @@ pub async fn run(
 }
 
 /// A buffered answer: an upstream's own error (4xx/5xx) or, rarely, a whole completion.
-fn full_answer(id: &MessageId, status: u16, body: &[u8]) -> Vec<String> {
+fn full_answer(id: &MessageId, status: u16, body: &[u8], endpoint: &str) -> Vec<String> {
     let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
     if (200..300).contains(&status) {
         let usage = parsed
@@ -137,7 +142,7 @@ fn full_answer(id: &MessageId, status: u16, body: &[u8]) -> Vec<String> {
         None => protocol::error(
             Some(id),
             &GatewayError::UpstreamStatus {
-                service: "upstream".into(),
+                service: endpoint.to_string(),
                 status,
                 detail: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
             },
