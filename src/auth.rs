@@ -56,8 +56,13 @@ pub async fn authenticate(
             "You didn't provide an API key. Send it as 'Authorization: Bearer sk-…' or 'x-api-key'.",
         )
     })?;
+    key_from_secret(secret, keys).await.map(Some)
+}
+
+/// Looks up a presented API key secret: 401 unless it is a live key.
+pub async fn key_from_secret(secret: &str, keys: &KeyCache) -> Result<Arc<ApiKey>, GatewayError> {
     match keys.lookup(secret).await {
-        Ok(KeyLookup::Valid(key)) => Ok(Some(key)),
+        Ok(KeyLookup::Valid(key)) => Ok(key),
         Ok(KeyLookup::Unknown) => Err(unauthorized(
             "invalid_api_key",
             "Incorrect API key provided.",

@@ -75,6 +75,11 @@ pub enum GatewayError {
     UnsupportedByService { service: String, detail: String },
     #[error("The gateway is overloaded; retry shortly.")]
     Overloaded,
+    /// A WebSocket already runs its maximum of concurrent requests.
+    #[error(
+        "This connection already runs {limit} requests; wait for one to finish or cancel one."
+    )]
+    TooManyConcurrentRequests { limit: usize },
     #[error("Internal gateway error: {0}")]
     Internal(String),
 }
@@ -101,7 +106,9 @@ impl GatewayError {
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             GatewayError::ModelNotAllowed(_) | GatewayError::AdminRequired => StatusCode::FORBIDDEN,
-            GatewayError::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::QuotaExceeded(_) | GatewayError::TooManyConcurrentRequests { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             GatewayError::ResourceNotFound(_) => StatusCode::NOT_FOUND,
             GatewayError::NoHealthyEndpoint { .. }
             | GatewayError::Overloaded
@@ -140,6 +147,7 @@ impl GatewayError {
             GatewayError::Unauthorized { .. } => "authentication_error",
             GatewayError::ModelNotAllowed(_) | GatewayError::AdminRequired => "permission_error",
             GatewayError::QuotaExceeded(_) => "insufficient_quota",
+            GatewayError::TooManyConcurrentRequests { .. } => "rate_limit_error",
             GatewayError::UsageBacklog(_) | GatewayError::StoreUnavailable(_) => "server_error",
             GatewayError::NoHealthyEndpoint { .. }
             | GatewayError::UpstreamConnect { .. }
@@ -165,6 +173,7 @@ impl GatewayError {
             GatewayError::ModelNotAllowed(_) => "model_not_allowed",
             GatewayError::AdminRequired => "insufficient_permissions",
             GatewayError::QuotaExceeded(_) => "insufficient_quota",
+            GatewayError::TooManyConcurrentRequests { .. } => "too_many_concurrent_requests",
             GatewayError::ResourceNotFound(_) => "not_found",
             GatewayError::UsageBacklog(_) => "usage_backlog",
             GatewayError::StoreUnavailable(_) => "database_unavailable",
@@ -194,6 +203,7 @@ impl GatewayError {
             | GatewayError::ModelNotAllowed(_)
             | GatewayError::AdminRequired
             | GatewayError::QuotaExceeded(_)
+            | GatewayError::TooManyConcurrentRequests { .. }
             | GatewayError::ResourceNotFound(_)
             | GatewayError::UnsupportedByService { .. } => ErrorSource::Client,
             GatewayError::UpstreamGrpc { code, .. } => {

@@ -3,6 +3,7 @@
 use actix_web::{web, FromRequest, Handler, Resource, Responder};
 
 use crate::handlers::{admin, openai, ops};
+use crate::{graphql, ws};
 
 pub fn configure(config: &mut web::ServiceConfig, metrics_enabled: bool) {
     config
@@ -10,6 +11,15 @@ pub fn configure(config: &mut web::ServiceConfig, metrics_enabled: bool) {
         .service(post("/v1/completions", openai::completions))
         .service(post("/v1/embeddings", openai::embeddings))
         .service(get("/v1/models", openai::list_models))
+        .service(get("/v1/ws", ws::connect))
+        .service(post("/v1/ws/ticket", ws::issue_ticket))
+        .service(
+            web::resource("/graphql")
+                .route(web::post().to(graphql::execute))
+                .route(web::get().to(graphql::playground))
+                .default_service(web::to(ops::method_not_allowed)),
+        )
+        .service(get("/graphiql", graphql::playground))
         .service(get("/health", ops::health))
         .service(get("/ready", ops::ready))
         .service(post("/auth/login", admin::login))
@@ -27,7 +37,8 @@ pub fn configure(config: &mut web::ServiceConfig, metrics_enabled: bool) {
         )
         .service(post("/admin/keys/{id}/revoke", admin::revoke_key))
         .service(get("/admin/usage", admin::usage))
-        .service(get("/admin/upstreams", admin::upstreams));
+        .service(get("/admin/upstreams", admin::upstreams))
+        .service(get("/admin/ws", ws::sessions));
     if metrics_enabled {
         config.service(get("/metrics", ops::metrics));
     }

@@ -23,10 +23,12 @@ use actors::usage::{UsageHandle, UsageRecorder};
 use crate::auth::JwtKeys;
 use crate::config::Config;
 use crate::error::GatewayError;
+use crate::graphql::GraphqlState;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::request_id::{self, GatewayRootSpan};
 use crate::upstream::{UpstreamClients, UpstreamHealthProbe};
+use crate::ws::{WsHubHandle, WsState};
 use crate::{routes, tls};
 
 /// Read-only state every worker shares.
@@ -39,6 +41,8 @@ pub struct AppState {
     pub keys: KeyCache,
     pub auth_enabled: bool,
     pub jwt: JwtKeys,
+    pub ws: WsState,
+    pub graphql: GraphqlState,
 }
 
 /// A started gateway: where it listens and the handles tests and `main` need.
@@ -49,6 +53,7 @@ pub struct RunningGateway {
     pub registry: UpstreamRegistryHandle,
     pub store: Store,
     pub usage: UsageHandle,
+    pub ws_hub: WsHubHandle,
 }
 
 impl RunningGateway {
@@ -106,6 +111,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
     } else {
         tracing::warn!("service discovery is disabled: configured services have no endpoints");
     }
+    let ws_hub = WsHubHandle::start(&metrics.registry).context("websocket hub")?;
+    actix_web::rt::spawn(crate::ws::close_on_shutdown_signal(ws_hub.clone()));
     let state = web::Data::new(AppState {
         pipeline: Pipeline {
             registry: registry.clone(),
@@ -123,6 +130,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
         keys,
         auth_enabled: config.auth.enabled,
         jwt: JwtKeys::new(&config.auth),
+        ws: WsState::new(ws_hub.clone(), config.websocket.clone()),
+        graphql: GraphqlState::new(config.graphql.clone()),
     });
     let http_metrics = PrometheusMetricsBuilder::new("gateway")
         .registry(metrics.registry.clone())
@@ -183,6 +192,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
         registry,
         store,
         usage,
+        ws_hub,
     })
 }
 

@@ -30,6 +30,16 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("JWT_SECRET", "auth.jwt_secret"),
     ("JWT_EXPIRY", "auth.jwt_expiry"),
     ("AUTH_KEY_CACHE_TTL_SECS", "auth.key_cache_ttl_secs"),
+    ("WS_MAX_MESSAGE_BYTES", "websocket.max_message_bytes"),
+    (
+        "WS_MAX_CONCURRENT_REQUESTS",
+        "websocket.max_concurrent_requests",
+    ),
+    ("WS_PING_INTERVAL_MS", "websocket.ping_interval_ms"),
+    ("WS_IDLE_TIMEOUT_MS", "websocket.idle_timeout_ms"),
+    ("GRAPHQL_ENABLED", "graphql.enabled"),
+    ("GRAPHQL_PLAYGROUND", "graphql.playground"),
+    ("GRAPHQL_INTROSPECTION", "graphql.introspection"),
 ];
 
 /// Builds the layer from the given variables: the process environment in production, a fixed

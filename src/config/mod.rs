@@ -85,6 +85,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
     pub usage: UsageConfig,
+    pub websocket: WebSocketConfig,
+    pub graphql: GraphqlConfig,
     /// The merged raw layers, for `check-config`.
     pub raw: RawConfig,
 }
@@ -123,6 +125,26 @@ impl std::fmt::Debug for AuthConfig {
 pub struct UsageConfig {
     pub settings: actors::usage::UsageSettings,
     pub default_max_tokens: i64,
+}
+
+/// Limits of one WebSocket connection.
+#[derive(Debug, Clone)]
+pub struct WebSocketConfig {
+    pub max_message_bytes: usize,
+    pub max_concurrent_requests: usize,
+    pub ping_interval: Duration,
+    pub idle_timeout: Duration,
+    pub outbound_queue: usize,
+    pub ticket_ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct GraphqlConfig {
+    pub enabled: bool,
+    pub playground: bool,
+    pub introspection: bool,
+    pub max_depth: usize,
+    pub max_complexity: usize,
 }
 
 /// Parses `24h`, `30m`, `45s` or a plain number of seconds.
@@ -382,6 +404,17 @@ pub fn validate(raw: RawConfig, env: &str) -> Result<Config, ConfigError> {
     if raw.usage.default_max_tokens < 0 {
         errors.push("usage.default_max_tokens: must not be negative".into());
     }
+    let websocket = websocket_config(&raw.websocket, &mut errors);
+    let graphql = GraphqlConfig {
+        enabled: raw.graphql.enabled,
+        playground: raw.graphql.playground,
+        introspection: raw.graphql.introspection.unwrap_or(!production),
+        max_depth: raw.graphql.max_depth,
+        max_complexity: raw.graphql.max_complexity,
+    };
+    if graphql.max_depth < 2 || graphql.max_complexity == 0 {
+        errors.push("graphql: max_depth must be at least 2 and max_complexity positive".into());
+    }
     let (Some(database), true) = (database, errors.is_empty()) else {
         return Err(ConfigError(errors));
     };
@@ -404,6 +437,8 @@ pub fn validate(raw: RawConfig, env: &str) -> Result<Config, ConfigError> {
         default_max_tokens: raw.usage.default_max_tokens,
     };
     Ok(Config {
+        websocket,
+        graphql,
         database,
         auth,
         usage,
@@ -428,6 +463,35 @@ pub fn validate(raw: RawConfig, env: &str) -> Result<Config, ConfigError> {
         models,
         raw,
     })
+}
+
+fn websocket_config(raw: &raw::RawWebSocket, errors: &mut Vec<String>) -> WebSocketConfig {
+    let config = WebSocketConfig {
+        max_message_bytes: raw.max_message_bytes,
+        max_concurrent_requests: raw.max_concurrent_requests,
+        ping_interval: Duration::from_millis(raw.ping_interval_ms),
+        idle_timeout: Duration::from_millis(raw.idle_timeout_ms),
+        outbound_queue: raw.outbound_queue,
+        ticket_ttl: Duration::from_secs(raw.ticket_ttl_secs),
+    };
+    for (field, value) in [
+        ("max_message_bytes", config.max_message_bytes),
+        ("max_concurrent_requests", config.max_concurrent_requests),
+        ("outbound_queue", config.outbound_queue),
+    ] {
+        if value == 0 {
+            errors.push(format!("websocket.{field}: must be positive"));
+        }
+    }
+    if config.ping_interval.is_zero() || config.ping_interval >= config.idle_timeout {
+        errors.push(
+            "websocket.ping_interval_ms: must be positive and shorter than idle_timeout_ms".into(),
+        );
+    }
+    if config.ticket_ttl.is_zero() || config.ticket_ttl > Duration::from_secs(300) {
+        errors.push("websocket.ticket_ttl_secs: must be 1 to 300 (tickets are short-lived)".into());
+    }
+    config
 }
 
 fn service_settings(

@@ -22,6 +22,8 @@ pub struct RawConfig {
     pub database: RawDatabase,
     pub auth: RawAuth,
     pub usage: RawUsage,
+    pub websocket: RawWebSocket,
+    pub graphql: RawGraphql,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -325,6 +327,65 @@ impl Default for RawUsage {
             flush_interval_ms: 500,
             buffer_capacity: 100_000,
             default_max_tokens: 1024,
+        }
+    }
+}
+
+/// `GET /v1/ws`: per-socket limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawWebSocket {
+    /// Largest client message (a frame, or continuation frames together); larger closes the
+    /// socket with 1009.
+    pub max_message_bytes: usize,
+    /// Chat requests one socket may run at once; more get an error message.
+    pub max_concurrent_requests: usize,
+    pub ping_interval_ms: u64,
+    /// A socket that sends nothing (not even a pong) for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// Messages waiting to be written to one socket; when full, streams stop reading upstream.
+    pub outbound_queue: usize,
+    /// Lifetime of a single-use ticket from `POST /v1/ws/ticket`.
+    pub ticket_ttl_secs: u64,
+}
+
+impl Default for RawWebSocket {
+    fn default() -> Self {
+        RawWebSocket {
+            max_message_bytes: 1024 * 1024,
+            max_concurrent_requests: 8,
+            ping_interval_ms: 15_000,
+            idle_timeout_ms: 45_000,
+            outbound_queue: 64,
+            ticket_ttl_secs: 30,
+        }
+    }
+}
+
+/// `/graphql`: the API and its playground.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawGraphql {
+    pub enabled: bool,
+    /// Serve GraphiQL at `GET /graphql`.
+    pub playground: bool,
+    /// Allow `__schema`/`__type` queries; unset means on, except in production.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub introspection: Option<bool>,
+    /// Deepest nesting of selections, fragments and input values a document may have.
+    pub max_depth: usize,
+    /// Most fields one operation may select, fragments counted once per spread.
+    pub max_complexity: usize,
+}
+
+impl Default for RawGraphql {
+    fn default() -> Self {
+        RawGraphql {
+            enabled: true,
+            playground: true,
+            introspection: None,
+            max_depth: 12,
+            max_complexity: 500,
         }
     }
 }

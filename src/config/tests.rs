@@ -288,3 +288,72 @@ fn database_urls_and_durations_are_checked() {
         "12345678901234567890123456789012345"
     );
 }
+
+#[test]
+fn websocket_and_graphql_limits() {
+    let config = load(&[], &[]).expect("valid");
+    assert_eq!(config.websocket.max_message_bytes, 1024 * 1024);
+    assert_eq!(config.websocket.max_concurrent_requests, 8);
+    assert!(config.graphql.enabled && config.graphql.playground);
+    // Introspection is on in development unless switched off...
+    assert!(config.graphql.introspection);
+    let config = load(
+        &[(
+            "default.toml",
+            "[websocket]\nping_interval_ms = 100\nidle_timeout_ms = 300\n[graphql]\nmax_depth = 5\n",
+        )],
+        &[
+            ("GRAPHQL_INTROSPECTION", "false"),
+            ("WS_MAX_CONCURRENT_REQUESTS", "2"),
+        ],
+    )
+    .expect("valid");
+    assert!(!config.graphql.introspection);
+    assert_eq!(config.graphql.max_depth, 5);
+    assert_eq!(config.websocket.max_concurrent_requests, 2);
+    assert_eq!(
+        config.websocket.idle_timeout,
+        std::time::Duration::from_millis(300)
+    );
+    // ...and off in production unless switched on.
+    let mut raw = RawConfig::default();
+    raw.auth.jwt_secret = Some("Zq8!rT2#vL9@pX4$mN7%bK1^cH6&jF3*wD5".into());
+    assert!(
+        !validate(raw.clone(), "production")
+            .expect("valid")
+            .graphql
+            .introspection
+    );
+    raw.graphql.introspection = Some(true);
+    assert!(
+        validate(raw, "production")
+            .expect("valid")
+            .graphql
+            .introspection
+    );
+    check_error(
+        &[],
+        &[
+            ("WS_PING_INTERVAL_MS", "60000"),
+            ("WS_IDLE_TIMEOUT_MS", "1000"),
+        ],
+        &["websocket.ping_interval_ms"],
+    );
+    check_error(
+        &[(
+            "default.toml",
+            "[websocket]\noutbound_queue = 0\nticket_ttl_secs = 3600\n[graphql]\nmax_depth = 1\n",
+        )],
+        &[],
+        &[
+            "websocket.outbound_queue",
+            "websocket.ticket_ttl_secs",
+            "graphql: max_depth",
+        ],
+    );
+    check_error(
+        &[("default.toml", "[websocket]\nmax_frames = 1\n")],
+        &[],
+        &["websocket.max_frames"],
+    );
+}

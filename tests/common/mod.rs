@@ -24,6 +24,7 @@ pub struct TestGateway {
     pub registry: actors::UpstreamRegistryHandle,
     pub store: actors::store::Store,
     pub usage: actors::usage::UsageHandle,
+    pub ws_hub: gateway::ws::WsHubHandle,
     pub handle: ServerHandle,
     pub client: awc::Client,
     pub services_file: PathBuf,
@@ -187,6 +188,7 @@ pub async fn start_gateway(raw: RawConfig, services: &Value) -> TestGateway {
         registry,
         store,
         usage,
+        ws_hub,
     } = server::start(config).await.expect("gateway starts");
     let handle = server.handle();
     actix_web::rt::spawn(server);
@@ -196,6 +198,7 @@ pub async fn start_gateway(raw: RawConfig, services: &Value) -> TestGateway {
         registry,
         store,
         usage,
+        ws_hub,
         handle,
         client: client(),
         services_file,
