@@ -589,6 +589,26 @@ async fn unreachable_consul_at_start_up_is_an_error_or_a_degraded_start() {
 }
 
 #[actix_rt::test]
+async fn a_degraded_start_recovers_when_consul_answers() {
+    let (fake, addr) = start_fake_consul();
+    let upstream = mock("a");
+    fake.set_instances("llm", vec![instance(&upstream, 1)]);
+    fake.set_down(true);
+    let mut raw = consul_config(addr);
+    raw.discovery.required = false;
+    let gateway = start_gateway(raw, &json!({})).await;
+    assert!(gateway.registry.discovery_degraded());
+    assert_eq!(gateway.get_json("/ready").await.0, 503);
+    fake.set_down(false);
+    gateway.wait_ready().await;
+    gateway.wait_eligible("llm", 1).await;
+    assert!(!gateway.registry.discovery_degraded());
+    let (status, _, _) = gateway.post("/v1/chat/completions", &chat("llm/m")).await;
+    assert_eq!(status, 200);
+    gateway.stop().await;
+}
+
+#[actix_rt::test]
 async fn self_registration_registers_with_a_health_check() {
     let (fake, addr) = start_fake_consul();
     let mut raw = consul_config(addr);

@@ -29,9 +29,11 @@ const HEALTH_ANNOTATION: &str = "aigateway.io/health-check";
 type SliceEvents = BoxStream<'static, Result<watcher::Event<EndpointSlice>, watcher::Error>>;
 
 /// The Kubernetes back-end. `discover` returns after each change once the first list is
-/// complete; during a re-list the previous slices stay until the new list is whole.
+/// complete; during a re-list the previous slices stay until the new list is whole. Without a
+/// client yet (no credentials, a bad URL) each call tries to build one, with back-off.
 pub struct KubernetesDiscovery {
-    events: SliceEvents,
+    config: KubernetesConfig,
+    events: Option<SliceEvents>,
     slices: BTreeMap<String, EndpointSlice>,
     /// Slices of a list in progress; swapped in whole at `InitDone`.
     relisting: Option<BTreeMap<String, EndpointSlice>>,
@@ -43,18 +45,33 @@ pub struct KubernetesDiscovery {
     pub relists: u64,
 }
 
+fn unreachable(message: String) -> DiscoveryError {
+    DiscoveryError::Unreachable {
+        backend: "kubernetes",
+        message,
+    }
+}
+
 impl KubernetesDiscovery {
-    /// Builds the client: `api_url` without credentials when configured, otherwise the
-    /// in-cluster service account, otherwise the kubeconfig.
-    pub async fn connect(
-        config: &KubernetesConfig,
-        preferred: Protocol,
-    ) -> Result<Self, DiscoveryError> {
-        let unreachable = |message: String| DiscoveryError::Unreachable {
-            backend: "kubernetes",
-            message,
-        };
-        let client_config = match &config.api_url {
+    pub fn new(config: &KubernetesConfig, preferred: Protocol) -> Self {
+        KubernetesDiscovery {
+            config: config.clone(),
+            events: None,
+            slices: BTreeMap::new(),
+            relisting: None,
+            listed: false,
+            backoff: Backoff::new(config.retry_base, config.retry_max),
+            pause: Duration::ZERO,
+            preferred,
+            relists: 0,
+        }
+    }
+
+    /// Builds the client and the watch: `api_url` without credentials when configured,
+    /// otherwise the in-cluster service account, otherwise the kubeconfig.
+    async fn connect(&self) -> Result<SliceEvents, DiscoveryError> {
+        let config = &self.config;
+        let mut client_config = match &config.api_url {
             Some(url) => {
                 let uri = url
                     .parse()
@@ -69,7 +86,6 @@ impl KubernetesDiscovery {
                 ))
             })?,
         };
-        let mut client_config = client_config;
         // kube retries 429/503/504 up to 15 times with back-off growing to minutes, which would
         // hide an outage; the watcher's own jittered back-off retries, and the outage shows.
         client_config.default_retry = false;
@@ -77,16 +93,7 @@ impl KubernetesDiscovery {
             .map_err(|error| unreachable(format!("cannot build the client: {error}")))?;
         let api: kube::Api<EndpointSlice> = kube::Api::namespaced(client, &config.namespace);
         let watch_config = watcher::Config::default().labels(&config.label_selector);
-        Ok(KubernetesDiscovery {
-            events: watcher(api, watch_config).boxed(),
-            slices: BTreeMap::new(),
-            relisting: None,
-            listed: false,
-            backoff: Backoff::new(config.retry_base, config.retry_max),
-            pause: Duration::ZERO,
-            preferred,
-            relists: 0,
-        })
+        Ok(watcher(api, watch_config).boxed())
     }
 
     /// The first complete list, for start-up: fails on the first error.
@@ -96,12 +103,26 @@ impl KubernetesDiscovery {
 
     async fn next_change(&mut self) -> Result<ServiceSet, DiscoveryError> {
         self.pause = Duration::ZERO;
+        let mut events = match self.events.take() {
+            Some(events) => events,
+            None => match self.connect().await {
+                Ok(events) => events,
+                Err(error) => {
+                    self.pause = self.backoff.next_delay(&mut rand::rng());
+                    return Err(error);
+                }
+            },
+        };
+        let result = self.follow(&mut events).await;
+        self.events = Some(events);
+        result
+    }
+
+    /// Reads watch events until the set changes or the watch fails.
+    async fn follow(&mut self, events: &mut SliceEvents) -> Result<ServiceSet, DiscoveryError> {
         loop {
-            let Some(event) = self.events.next().await else {
-                return Err(DiscoveryError::Unreachable {
-                    backend: "kubernetes",
-                    message: "the watch stream ended".into(),
-                });
+            let Some(event) = events.next().await else {
+                return Err(unreachable("the watch stream ended".into()));
             };
             match event {
                 Ok(watcher::Event::Init) => self.relisting = Some(BTreeMap::new()),
@@ -140,10 +161,7 @@ impl KubernetesDiscovery {
                 }
                 Err(error) => {
                     self.pause = self.backoff.next_delay(&mut rand::rng());
-                    return Err(DiscoveryError::Unreachable {
-                        backend: "kubernetes",
-                        message: error.to_string(),
-                    });
+                    return Err(unreachable(error.to_string()));
                 }
             }
         }

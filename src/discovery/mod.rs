@@ -53,21 +53,9 @@ pub async fn start(
         }
         DiscoveryBackend::Kubernetes(config) => {
             tracing::info!(namespace = %config.namespace, selector = %config.label_selector, "kubernetes discovery starting");
-            match kubernetes::KubernetesDiscovery::connect(config, preferred).await {
-                Ok(mut backend) => {
-                    let first = first_answer(backend.initial()).await;
-                    launch(Box::new(backend), first, discovery.required, registry).await
-                }
-                Err(error) if discovery.required => Err(refusal(Origin::Kubernetes, &error)),
-                Err(error) => {
-                    // Without a client there is nothing to retry: the state stays degraded
-                    // (and visible) until the gateway is restarted with credentials.
-                    tracing::error!(%error, "kubernetes discovery cannot start; DISCOVERY_REQUIRED=false, so the gateway runs DEGRADED with no discovered endpoints");
-                    registry.note_discovery_error();
-                    registry.set_discovery_degraded(true);
-                    Ok(())
-                }
-            }
+            let mut backend = kubernetes::KubernetesDiscovery::new(config, preferred);
+            let first = first_answer(backend.initial()).await;
+            launch(Box::new(backend), first, discovery.required, registry).await
         }
     }
 }
