@@ -5,10 +5,6 @@
 pub mod consul;
 pub mod kubernetes;
 
-/// The health-check path used when a remote back-end names none: every model server in this
-/// project answers it, and without a path new endpoints would take traffic before any check.
-pub const DEFAULT_HEALTH_PATH: &str = "/health";
-
 use std::time::Duration;
 
 use actors::discovery::static_file::StaticFileDiscovery;
@@ -17,6 +13,10 @@ use actors::{Origin, UpstreamRegistryHandle};
 use anyhow::Context as _;
 
 use crate::config::{DiscoveryBackend, DiscoveryConfig};
+
+/// The health-check path used when a remote back-end names none: every model server in this
+/// project answers it, and without a path new endpoints would take traffic before any check.
+pub const DEFAULT_HEALTH_PATH: &str = "/health";
 
 /// How long start-up waits for a remote back-end's first complete answer.
 const FIRST_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
