@@ -266,7 +266,11 @@ fn check_config(config: &Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    if let Some(discovery) = &config.discovery {
+    if let Some(discovery) = config
+        .discovery
+        .as_ref()
+        .filter(|d| matches!(d.backend, crate::config::DiscoveryBackend::Static))
+    {
         let backend = actors::discovery::static_file::StaticFileDiscovery::new(
             &discovery.static_file,
             discovery.poll_interval,
@@ -290,7 +294,14 @@ fn serve(config: Config) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async move {
         let gateway = server::start(config).await?;
         let usage = gateway.usage.clone();
+        let registration = gateway.consul_registration;
         gateway.server.await.context("server")?;
+        if let Some(registration) = registration {
+            match registration.deregister().await {
+                Ok(()) => tracing::info!(id = %registration.id, "deregistered from consul"),
+                Err(error) => tracing::warn!(%error, "could not deregister from consul"),
+            }
+        }
         // Graceful shutdown: what was billed reaches the database before the process ends.
         match tokio::time::timeout(Duration::from_secs(15), usage.flush()).await {
             Ok(true) => tracing::info!("usage flushed"),

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod discovery;
 pub mod error;
 pub mod graphql;
 pub mod handlers;

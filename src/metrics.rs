@@ -25,6 +25,8 @@ pub struct Metrics {
     endpoint_in_flight: IntGaugeVec,
     stream_faults: IntCounterVec,
     discovery_errors: prometheus::IntGauge,
+    discovery_degraded: prometheus::IntGauge,
+    endpoint_state: IntGaugeVec,
     tokens: IntCounterVec,
     pending_usage: prometheus::IntGauge,
     key_cache: IntGaugeVec,
@@ -75,6 +77,19 @@ impl Metrics {
             "Discovery results rejected (broken service files, unreachable back-ends); the last good set stays.",
         )?;
         registry.register(Box::new(discovery_errors.clone()))?;
+        let discovery_degraded = prometheus::IntGauge::new(
+            "gateway_discovery_degraded",
+            "1 while the discovery back-end cannot be reached; the pools keep their last good set.",
+        )?;
+        registry.register(Box::new(discovery_degraded.clone()))?;
+        let endpoint_state = IntGaugeVec::new(
+            Opts::new(
+                "gateway_upstream_endpoint_state",
+                "1 for each endpoint's current state: eligible, pending (before its first passing check), unhealthy, ejected or draining.",
+            ),
+            &["service", "endpoint", "origin", "state"],
+        )?;
+        registry.register(Box::new(endpoint_state.clone()))?;
         let tokens = IntCounterVec::new(
             Opts::new(
                 "gateway_tokens_total",
@@ -109,6 +124,8 @@ impl Metrics {
             endpoint_in_flight,
             stream_faults,
             discovery_errors,
+            discovery_degraded,
+            endpoint_state,
             tokens,
             pending_usage,
             key_cache,
@@ -167,13 +184,31 @@ impl Metrics {
     pub async fn refresh_endpoints(&self, registry: &UpstreamRegistryHandle) {
         self.discovery_errors
             .set(i64::try_from(registry.discovery_errors()).unwrap_or(i64::MAX));
+        self.discovery_degraded
+            .set(i64::from(registry.discovery_degraded()));
         self.endpoint_healthy.reset();
+        self.endpoint_state.reset();
         self.endpoint_in_flight.reset();
         for (service, pool) in registry.pools() {
             let Ok(state) = pool.state().await else {
                 continue;
             };
             for endpoint in state.endpoints {
+                self.endpoint_state
+                    .with_label_values(&[
+                        service.as_str(),
+                        endpoint.address.as_str(),
+                        endpoint.origin,
+                        endpoint.state,
+                    ])
+                    .set(1);
+                if endpoint.state == "draining" {
+                    // A drained endpoint is not a member; only its in-flight count matters.
+                    self.endpoint_in_flight
+                        .with_label_values(&[service.as_str(), endpoint.address.as_str()])
+                        .set(i64::from(endpoint.in_flight));
+                    continue;
+                }
                 self.endpoint_healthy
                     .with_label_values(&[
                         service.as_str(),

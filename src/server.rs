@@ -8,11 +8,9 @@ use actix_cors::Cors;
 use actix_web::middleware::{from_fn, Compress, Condition};
 use actix_web::{http, web, App, HttpServer};
 use actix_web_prom::PrometheusMetricsBuilder;
-use actors::discovery::static_file::StaticFileDiscovery;
-use actors::discovery::DiscoveryWatcher;
 use actors::registry::UpstreamRegistry;
 use actors::routing::ModelRouter;
-use actors::{Origin, UpstreamRegistryHandle};
+use actors::UpstreamRegistryHandle;
 use anyhow::Context as _;
 use tracing_actix_web::TracingLogger;
 
@@ -21,7 +19,8 @@ use actors::store::Store;
 use actors::usage::{UsageHandle, UsageRecorder};
 
 use crate::auth::JwtKeys;
-use crate::config::Config;
+use crate::config::{Config, DiscoveryBackend};
+use crate::discovery::consul::ConsulRegistration;
 use crate::error::GatewayError;
 use crate::graphql::GraphqlState;
 use crate::metrics::Metrics;
@@ -54,6 +53,8 @@ pub struct RunningGateway {
     pub store: Store,
     pub usage: UsageHandle,
     pub ws_hub: WsHubHandle,
+    /// The gateway's Consul entry (`CONSUL_REGISTER=true`), to remove on graceful shutdown.
+    pub consul_registration: Option<ConsulRegistration>,
 }
 
 impl RunningGateway {
@@ -98,16 +99,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
     let probe = Rc::new(UpstreamHealthProbe::new());
     let registry = UpstreamRegistry::start_registry(config.registry.clone(), probe);
     if let Some(discovery) = &config.discovery {
-        let backend = StaticFileDiscovery::new(&discovery.static_file, discovery.poll_interval)
-            .preferring(discovery.preferred_protocol);
-        // The first read is strict: a gateway never starts on a broken service file.
-        let services = backend.read().await.context("service discovery")?;
-        tracing::info!(services = services.len(), file = %discovery.static_file.display(), "static discovery loaded");
-        registry
-            .apply(Origin::Static, services.clone())
-            .await
-            .context("registry")?;
-        DiscoveryWatcher::start_watcher(Box::new(backend), registry.clone(), Some(services));
+        crate::discovery::start(discovery, &registry).await?;
     } else {
         tracing::warn!("service discovery is disabled: configured services have no endpoints");
     }
@@ -185,6 +177,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
         .first()
         .context("the listener has no address")?;
     tracing::info!(%addr, scheme, "gateway listening");
+    let consul_registration = register_with_consul(&config, addr).await?;
     Ok(RunningGateway {
         addr,
         scheme,
@@ -193,7 +186,45 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
         store,
         usage,
         ws_hub,
+        consul_registration,
     })
+}
+
+/// `CONSUL_REGISTER=true`: registers the gateway with an HTTP check on `/health`. A failure is
+/// a start-up error when discovery is required, a warning otherwise.
+async fn register_with_consul(
+    config: &Config,
+    addr: SocketAddr,
+) -> anyhow::Result<Option<ConsulRegistration>> {
+    let Some(discovery) = &config.discovery else {
+        return Ok(None);
+    };
+    let DiscoveryBackend::Consul(consul) = &discovery.backend else {
+        return Ok(None);
+    };
+    let Some((name, address)) = &consul.register else {
+        return Ok(None);
+    };
+    let address = match address {
+        Some(address) => address.clone(),
+        None if !addr.ip().is_unspecified() => addr.ip().to_string(),
+        None => std::env::var("HOSTNAME").context(
+            "CONSUL_REGISTER=true with a wildcard bind address needs discovery.consul.register_address or $HOSTNAME",
+        )?,
+    };
+    match ConsulRegistration::register(consul, name, &address, addr.port()).await {
+        Ok(registration) => {
+            tracing::info!(id = %registration.id, "registered with consul");
+            Ok(Some(registration))
+        }
+        Err(error) if discovery.required => {
+            Err(anyhow::anyhow!("consul registration failed: {error}"))
+        }
+        Err(error) => {
+            tracing::warn!(%error, "consul registration failed; running unregistered");
+            Ok(None)
+        }
+    }
 }
 
 fn cors(origins: Option<&[String]>) -> Cors {

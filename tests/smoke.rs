@@ -53,10 +53,29 @@ fn check_config_validates_and_masks() {
         .arg("check-config")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("SERVICE_DISCOVERY_TYPE", "consul")
+        .env("CONSUL_TOKEN", "consul-very-secret")
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        !stdout.contains("consul-very-secret") && stdout.contains("[discovery.consul]"),
+        "{stdout}"
+    );
+
+    let output = Command::new(BINARY)
+        .arg("check-config")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("SERVICE_DISCOVERY_TYPE", "consul")
+        .env("CONSUL_ADDR", "https://consul:8501")
         .output()
         .expect("runs");
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("not built yet"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("CONSUL_ADDR"));
 }
 
 #[actix_rt::test]

@@ -159,6 +159,9 @@ pub struct UpstreamPool {
     settings: Arc<ServiceSettings>,
     health_path: Option<String>,
     members: Vec<Member>,
+    /// Endpoints discovery no longer reports that still carry requests or streams. They are
+    /// never picked again; they are kept only to be shown until their last request ends.
+    draining: Vec<Arc<Endpoint>>,
     shared: Arc<PoolShared>,
     probe: Rc<dyn HealthProbe>,
 }
@@ -187,6 +190,7 @@ impl UpstreamPool {
             health_path: settings.health.path.clone(),
             settings,
             members: Vec::new(),
+            draining: Vec::new(),
             shared: Arc::clone(&shared),
             probe,
         };
@@ -201,6 +205,17 @@ impl UpstreamPool {
 
     fn is_eligible(member: &Member, now: Instant) -> bool {
         member.health.status() == HealthStatus::Healthy && !member.outlier.is_ejected(now)
+    }
+
+    fn state_word(member: &Member, now: Instant) -> &'static str {
+        if member.outlier.is_ejected(now) {
+            return "ejected";
+        }
+        match member.health.status() {
+            HealthStatus::Healthy => "eligible",
+            HealthStatus::Pending => "pending",
+            HealthStatus::Unhealthy => "unhealthy",
+        }
     }
 
     fn publish(&self) {
@@ -230,6 +245,9 @@ impl UpstreamPool {
         let mut added = Vec::new();
         for spec in update.endpoints {
             let address = spec.address();
+            // An address that comes back while draining is a new member; its old requests
+            // keep the old `Endpoint` object until they end.
+            self.draining.retain(|e| e.address != address);
             let existing = previous
                 .iter()
                 .position(|m| m.endpoint.address == address)
@@ -255,8 +273,12 @@ impl UpstreamPool {
         }
         // Endpoints left in `previous` are gone from discovery. Requests that hold them keep
         // their `Arc` and finish; no new request can pick them once the snapshot is replaced.
-        for gone in &previous {
-            tracing::info!(service = %self.service, endpoint = %gone.endpoint, "endpoint removed, draining");
+        for gone in previous {
+            let in_flight = gone.endpoint.stats.in_flight();
+            tracing::info!(service = %self.service, endpoint = %gone.endpoint, in_flight, "endpoint removed, draining");
+            if in_flight > 0 {
+                self.draining.push(gone.endpoint);
+            }
         }
         if !added.is_empty() {
             tracing::info!(service = %self.service, endpoints = ?added, "endpoints added");
@@ -314,6 +336,14 @@ impl UpstreamPool {
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
+        let service = &self.service;
+        self.draining.retain(|endpoint| {
+            let busy = endpoint.stats.in_flight() > 0;
+            if !busy {
+                tracing::info!(service = %service, endpoint = %endpoint, "endpoint drained");
+            }
+            busy
+        });
         let now = Self::now();
         let mut changed = false;
         for member in &mut self.members {
@@ -420,6 +450,9 @@ pub struct EndpointState {
     pub protocol: &'static str,
     pub origin: &'static str,
     pub health: &'static str,
+    /// One word for operators: `eligible`, `pending` (waiting for its first passing check),
+    /// `unhealthy`, `ejected`, or `draining` (removed by discovery, requests still running).
+    pub state: &'static str,
     pub eligible: bool,
     /// Time left in the current ejection.
     pub ejected_for: Option<Duration>,
@@ -446,7 +479,7 @@ impl Handler<GetPoolState> for UpstreamPool {
 
     fn handle(&mut self, _: GetPoolState, _: &mut Self::Context) -> Self::Result {
         let now = Self::now();
-        let endpoints = self
+        let mut endpoints: Vec<EndpointState> = self
             .members
             .iter()
             .map(|m| EndpointState {
@@ -455,6 +488,7 @@ impl Handler<GetPoolState> for UpstreamPool {
                 protocol: m.endpoint.spec.protocol.as_str(),
                 origin: m.endpoint.spec.origin.as_str(),
                 health: m.health.status().as_str(),
+                state: Self::state_word(m, now),
                 eligible: Self::is_eligible(m, now),
                 ejected_for: m
                     .outlier
@@ -466,6 +500,20 @@ impl Handler<GetPoolState> for UpstreamPool {
                 consecutive_failures: m.endpoint.stats.consecutive_failures(),
             })
             .collect();
+        endpoints.extend(self.draining.iter().map(|e| EndpointState {
+            address: e.address.clone(),
+            weight: e.spec.weight,
+            protocol: e.spec.protocol.as_str(),
+            origin: e.spec.origin.as_str(),
+            health: "draining",
+            state: "draining",
+            eligible: false,
+            ejected_for: None,
+            ejections: 0,
+            in_flight: e.stats.in_flight(),
+            latency_ewma_ms: e.stats.latency_ewma_micros() / 1000.0,
+            consecutive_failures: e.stats.consecutive_failures(),
+        }));
         MessageResult(PoolState {
             service: self.service.to_string(),
             strategy: self.settings.strategy.as_str(),

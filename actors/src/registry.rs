@@ -23,15 +23,27 @@ pub struct UpstreamRegistryHandle {
     pools: Arc<ArcSwap<PoolMap>>,
     discovered: Arc<AtomicBool>,
     discovery_errors: Arc<AtomicU64>,
+    degraded: Arc<AtomicBool>,
 }
 
 impl UpstreamRegistryHandle {
+    /// True while the discovery back-end cannot be reached (or answers nonsense): the pools
+    /// serve the last good set, or nothing if there never was one.
+    pub fn discovery_degraded(&self) -> bool {
+        self.degraded.load(Ordering::Relaxed)
+    }
+
+    /// Marks discovery as degraded (its last call failed) or healthy again.
+    pub fn set_discovery_degraded(&self, degraded: bool) {
+        self.degraded.store(degraded, Ordering::Relaxed);
+    }
+
     /// Discovery results rejected so far (broken files, unreachable back-ends).
     pub fn discovery_errors(&self) -> u64 {
         self.discovery_errors.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn note_discovery_error(&self) {
+    pub fn note_discovery_error(&self) {
         self.discovery_errors.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -120,6 +132,7 @@ impl UpstreamRegistry {
             pools: shared,
             discovered,
             discovery_errors: Arc::new(AtomicU64::new(0)),
+            degraded: Arc::new(AtomicBool::new(false)),
         }
     }
 }

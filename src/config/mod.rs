@@ -63,6 +63,65 @@ pub struct DiscoveryConfig {
     pub poll_interval: Duration,
     /// How instances with both an HTTP `port` and a `grpc_port` are reached.
     pub preferred_protocol: Protocol,
+    /// Which back-end feeds the pools.
+    pub backend: DiscoveryBackend,
+    /// `DISCOVERY_REQUIRED`: an unreachable back-end at start-up stops start-up (true) or
+    /// starts the gateway degraded (false).
+    pub required: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum DiscoveryBackend {
+    /// The file in `static_file`, polled every `poll_interval`.
+    Static,
+    Consul(ConsulConfig),
+    Kubernetes(KubernetesConfig),
+}
+
+/// Which Consul services are watched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsulSelection {
+    Services(Vec<String>),
+    /// Every service carrying the tag, found with a blocking query on `/v1/catalog/services`.
+    Tag(String),
+}
+
+#[derive(Clone)]
+pub struct ConsulConfig {
+    /// `http://host:port`.
+    pub base_url: String,
+    pub token: Option<String>,
+    pub datacenter: Option<String>,
+    pub selection: ConsulSelection,
+    pub wait: Duration,
+    pub min_query_interval: Duration,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// Self-registration: the service name and the address to register (bind address or
+    /// `$HOSTNAME` when unset).
+    pub register: Option<(String, Option<String>)>,
+}
+
+impl std::fmt::Debug for ConsulConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsulConfig")
+            .field("base_url", &self.base_url)
+            .field("token", &self.token.as_ref().map(|_| "********"))
+            .field("datacenter", &self.datacenter)
+            .field("selection", &self.selection)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct KubernetesConfig {
+    pub namespace: String,
+    /// The EndpointSlice label selector: the configured label, or
+    /// `kubernetes.io/service-name in (…)` for a configured list of services.
+    pub label_selector: String,
+    pub api_url: Option<String>,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
 }
 
 /// The validated configuration the gateway runs with.
@@ -210,6 +269,9 @@ impl Config {
         if raw.auth.jwt_secret.is_some() {
             raw.auth.jwt_secret = Some("********".into());
         }
+        if raw.discovery.consul.token.is_some() {
+            raw.discovery.consul.token = Some("********".into());
+        }
         if let Some(url) = &raw.database.url {
             raw.database.url = Some(
                 DatabaseTarget::parse(Some(url))
@@ -290,25 +352,29 @@ pub fn validate(raw: RawConfig, env: &str) -> Result<Config, ConfigError> {
         None
     };
     let discovery = if raw.discovery.enabled {
-        match raw.discovery.kind {
-            DiscoveryType::Static => Some(DiscoveryConfig {
-                static_file: raw.discovery.static_file.clone().into(),
-                poll_interval: Duration::from_millis(raw.discovery.poll_interval_ms.max(50)),
-                preferred_protocol: if raw.protocol_conversion.enabled
-                    && raw.protocol_conversion.http_to_grpc
-                {
-                    Protocol::Grpc
-                } else {
-                    Protocol::Http
-                },
-            }),
-            kind @ (DiscoveryType::Consul | DiscoveryType::Kubernetes) => {
-                errors.push(format!(
-                    "discovery.type: {kind:?} discovery is not built yet; use \"static\" (SERVICE_DISCOVERY_TYPE=static)"
-                ));
-                None
+        let backend = match raw.discovery.kind {
+            DiscoveryType::Static => DiscoveryBackend::Static,
+            DiscoveryType::Consul => {
+                DiscoveryBackend::Consul(consul_config(&raw.discovery.consul, &mut errors))
             }
-        }
+            DiscoveryType::Kubernetes => DiscoveryBackend::Kubernetes(kubernetes_config(
+                &raw.discovery.kubernetes,
+                &mut errors,
+            )),
+        };
+        Some(DiscoveryConfig {
+            static_file: raw.discovery.static_file.clone().into(),
+            poll_interval: Duration::from_millis(raw.discovery.poll_interval_ms.max(50)),
+            preferred_protocol: if raw.protocol_conversion.enabled
+                && raw.protocol_conversion.http_to_grpc
+            {
+                Protocol::Grpc
+            } else {
+                Protocol::Http
+            },
+            backend,
+            required: raw.discovery.required,
+        })
     } else {
         None
     };
@@ -492,6 +558,108 @@ fn websocket_config(raw: &raw::RawWebSocket, errors: &mut Vec<String>) -> WebSoc
         errors.push("websocket.ticket_ttl_secs: must be 1 to 300 (tickets are short-lived)".into());
     }
     config
+}
+
+fn consul_config(raw: &raw::RawConsul, errors: &mut Vec<String>) -> ConsulConfig {
+    let addr = raw.addr.trim();
+    let base_url = if let Some(rest) = addr.strip_prefix("http://") {
+        format!("http://{}", rest.trim_end_matches('/'))
+    } else if addr.starts_with("https://") {
+        errors.push(format!(
+            "discovery.consul.addr (CONSUL_ADDR): {addr:?}: https is not supported; talk to the local agent over http"
+        ));
+        String::new()
+    } else {
+        format!("http://{}", addr.trim_end_matches('/'))
+    };
+    let authority = base_url.trim_start_matches("http://");
+    if authority.is_empty() || authority.contains('/') || authority.contains(char::is_whitespace) {
+        errors.push(format!(
+            "discovery.consul.addr (CONSUL_ADDR): {addr:?} is not host:port or http://host:port"
+        ));
+    }
+    let selection = if raw.services.is_empty() {
+        if raw.tag.trim().is_empty() {
+            errors.push(
+                "discovery.consul: give services (CONSUL_SERVICES) or a tag (CONSUL_TAG)".into(),
+            );
+        }
+        ConsulSelection::Tag(raw.tag.trim().to_string())
+    } else {
+        ConsulSelection::Services(raw.services.clone())
+    };
+    if raw.wait_secs == 0 || raw.wait_secs > 600 {
+        errors.push("discovery.consul.wait_secs: must be between 1 and 600".into());
+    }
+    if raw.retry_base_ms == 0 || raw.retry_base_ms > raw.retry_max_ms {
+        errors.push(
+            "discovery.consul.retry_base_ms: must be positive and at most retry_max_ms".into(),
+        );
+    }
+    if raw.register && raw.register_name.trim().is_empty() {
+        errors.push("discovery.consul.register_name: must not be empty".into());
+    }
+    ConsulConfig {
+        base_url,
+        token: raw.token.clone().filter(|t| !t.is_empty()),
+        datacenter: raw.datacenter.clone().filter(|d| !d.is_empty()),
+        selection,
+        wait: Duration::from_secs(raw.wait_secs),
+        min_query_interval: Duration::from_millis(raw.min_query_interval_ms),
+        retry_base: Duration::from_millis(raw.retry_base_ms),
+        retry_max: Duration::from_millis(raw.retry_max_ms),
+        register: raw
+            .register
+            .then(|| (raw.register_name.clone(), raw.register_address.clone())),
+    }
+}
+
+fn kubernetes_config(raw: &raw::RawKubernetes, errors: &mut Vec<String>) -> KubernetesConfig {
+    let valid_name = |name: &str| {
+        !name.is_empty()
+            && name.len() <= 63
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    if !valid_name(&raw.namespace) {
+        errors.push(format!(
+            "discovery.kubernetes.namespace (K8S_NAMESPACE): {:?} is not a namespace name",
+            raw.namespace
+        ));
+    }
+    let label_selector = if raw.services.is_empty() {
+        if raw.label_selector.trim().is_empty() {
+            errors.push("discovery.kubernetes: give services (K8S_SERVICES) or a label_selector (K8S_LABEL_SELECTOR)".into());
+        }
+        raw.label_selector.trim().to_string()
+    } else {
+        if let Some(bad) = raw.services.iter().find(|s| !valid_name(s)) {
+            errors.push(format!(
+                "discovery.kubernetes.services (K8S_SERVICES): {bad:?} is not a service name"
+            ));
+        }
+        format!("kubernetes.io/service-name in ({})", raw.services.join(","))
+    };
+    if let Some(url) = &raw.api_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            errors.push(format!(
+                "discovery.kubernetes.api_url (K8S_API_URL): {url:?} must start with http:// or https://"
+            ));
+        }
+    }
+    if raw.retry_base_ms == 0 || raw.retry_base_ms > raw.retry_max_ms {
+        errors.push(
+            "discovery.kubernetes.retry_base_ms: must be positive and at most retry_max_ms".into(),
+        );
+    }
+    KubernetesConfig {
+        namespace: raw.namespace.clone(),
+        label_selector,
+        api_url: raw.api_url.clone(),
+        retry_base: Duration::from_millis(raw.retry_base_ms),
+        retry_max: Duration::from_millis(raw.retry_max_ms),
+    }
 }
 
 fn service_settings(

@@ -183,16 +183,124 @@ fn bad_values_are_reported_together() {
 }
 
 #[test]
-fn later_discovery_back_ends_are_refused_clearly() {
+fn consul_and_kubernetes_read_their_environment_names() {
+    let config = load(
+        &[],
+        &[
+            ("SERVICE_DISCOVERY_TYPE", "consul"),
+            ("CONSUL_ADDR", "consul:8500"),
+            ("CONSUL_TOKEN", "12345"),
+            ("CONSUL_DATACENTER", "dc2"),
+            ("CONSUL_REGISTER", "true"),
+            ("DISCOVERY_REQUIRED", "false"),
+        ],
+    )
+    .expect("valid");
+    let discovery = config.discovery.as_ref().expect("discovery");
+    assert!(!discovery.required);
+    let DiscoveryBackend::Consul(consul) = &discovery.backend else {
+        panic!("consul expected, got {:?}", discovery.backend);
+    };
+    assert_eq!(consul.base_url, "http://consul:8500");
+    // A numeric-looking token stays the string it was.
+    assert_eq!(consul.token.as_deref(), Some("12345"));
+    assert_eq!(consul.datacenter.as_deref(), Some("dc2"));
+    assert_eq!(consul.selection, ConsulSelection::Tag("ai-model".into()));
+    assert_eq!(consul.register, Some(("ai-gateway".into(), None)));
+    assert!(!format!("{consul:?}").contains("12345"));
+    let printed = config.render_masked();
+    assert!(
+        !printed.contains("12345") && printed.contains("token = \"********\""),
+        "{printed}"
+    );
+
+    let config = load(
+        &[],
+        &[
+            ("SERVICE_DISCOVERY_TYPE", "consul"),
+            ("CONSUL_SERVICES", "llm, embed"),
+        ],
+    )
+    .expect("valid");
+    let Some(DiscoveryBackend::Consul(consul)) = config.discovery.map(|d| d.backend) else {
+        panic!("consul expected");
+    };
+    assert_eq!(
+        consul.selection,
+        ConsulSelection::Services(vec!["llm".into(), "embed".into()])
+    );
+    assert!(consul.register.is_none());
+
+    let config = load(
+        &[],
+        &[
+            ("SERVICE_DISCOVERY_TYPE", "kubernetes"),
+            ("K8S_NAMESPACE", "ai-gateway"),
+        ],
+    )
+    .expect("valid");
+    let discovery = config.discovery.expect("discovery");
+    assert!(discovery.required, "DISCOVERY_REQUIRED defaults to true");
+    let DiscoveryBackend::Kubernetes(kubernetes) = discovery.backend else {
+        panic!("kubernetes expected");
+    };
+    assert_eq!(kubernetes.namespace, "ai-gateway");
+    assert_eq!(kubernetes.label_selector, "aigateway.io/upstream=true");
+    let config = load(
+        &[],
+        &[
+            ("SERVICE_DISCOVERY_TYPE", "kubernetes"),
+            ("K8S_SERVICES", "llm,embed"),
+        ],
+    )
+    .expect("valid");
+    let Some(DiscoveryBackend::Kubernetes(kubernetes)) = config.discovery.map(|d| d.backend) else {
+        panic!("kubernetes expected");
+    };
+    assert_eq!(
+        kubernetes.label_selector,
+        "kubernetes.io/service-name in (llm,embed)"
+    );
+}
+
+#[test]
+fn bad_discovery_settings_are_refused_clearly() {
     check_error(
         &[],
-        &[("SERVICE_DISCOVERY_TYPE", "consul")],
-        &["discovery.type", "not built yet"],
+        &[
+            ("SERVICE_DISCOVERY_TYPE", "consul"),
+            ("CONSUL_ADDR", "https://consul:8501"),
+        ],
+        &["discovery.consul.addr (CONSUL_ADDR)", "https"],
     );
     check_error(
         &[],
-        &[("SERVICE_DISCOVERY_TYPE", "kubernetes")],
-        &["not built yet"],
+        &[
+            ("SERVICE_DISCOVERY_TYPE", "consul"),
+            ("CONSUL_ADDR", "consul 8500"),
+        ],
+        &["not host:port"],
+    );
+    check_error(
+        &[],
+        &[
+            ("SERVICE_DISCOVERY_TYPE", "kubernetes"),
+            ("K8S_NAMESPACE", "Not_A_Namespace"),
+        ],
+        &["discovery.kubernetes.namespace (K8S_NAMESPACE)"],
+    );
+    check_error(
+        &[],
+        &[
+            ("SERVICE_DISCOVERY_TYPE", "kubernetes"),
+            ("K8S_API_URL", "localhost:6443"),
+        ],
+        &["K8S_API_URL", "http://"],
+    );
+    check_error(
+        &[],
+        &[("DISCOVERY_REQUIRED", "maybe")],
+        &["discovery.required"],
     );
     check_error(
         &[],

@@ -23,10 +23,15 @@ struct ServiceReadiness {
 struct Readiness {
     status: &'static str,
     discovery_loaded: bool,
+    /// `ok`, or `degraded` while the discovery back-end cannot be reached (the pools keep the
+    /// last good set, or have none if there never was one).
+    discovery: &'static str,
     services: BTreeMap<String, ServiceReadiness>,
 }
 
 /// Ready when discovery has loaded and every service that has endpoints has an eligible one.
+/// A degraded back-end alone does not make the gateway unready when a last good set is serving;
+/// the body says `"discovery": "degraded"` either way.
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let registry = &state.pipeline.registry;
     let discovery_loaded = !state.discovery_enabled || registry.has_discovered();
@@ -47,6 +52,11 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let body = Readiness {
         status: if ready { "ready" } else { "not_ready" },
         discovery_loaded,
+        discovery: if registry.discovery_degraded() {
+            "degraded"
+        } else {
+            "ok"
+        },
         services,
     };
     if ready {

@@ -5,6 +5,6 @@ mod client;
 pub mod grpc;
 mod probe;
 
-pub use client::{set_server_nodelay, UpstreamClients};
+pub use client::{nodelay_connector, set_server_nodelay, UpstreamClients};
 pub use grpc::GrpcChannels;
 pub use probe::UpstreamHealthProbe;

@@ -189,6 +189,7 @@ pub async fn start_gateway(raw: RawConfig, services: &Value) -> TestGateway {
         store,
         usage,
         ws_hub,
+        ..
     } = server::start(config).await.expect("gateway starts");
     let handle = server.handle();
     actix_web::rt::spawn(server);
@@ -383,4 +384,94 @@ impl TestGateway {
         .await;
         self.store.usage_of_key(key_id).await.expect("rows")
     }
+}
+
+/// Requests sent in a loop while a test changes discovery: counts answers and failures.
+pub struct Load {
+    stop: std::rc::Rc<std::cell::Cell<bool>>,
+    pub ok: std::rc::Rc<std::cell::Cell<u64>>,
+    pub failures: std::rc::Rc<std::cell::RefCell<Vec<String>>>,
+    tasks: Vec<actix_web::rt::task::JoinHandle<()>>,
+}
+
+impl Load {
+    /// `workers` concurrent loops of chat requests for `model`.
+    pub fn start(gateway: &TestGateway, model: &str, workers: usize) -> Load {
+        let stop = std::rc::Rc::new(std::cell::Cell::new(false));
+        let ok = std::rc::Rc::new(std::cell::Cell::new(0));
+        let failures = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let tasks = (0..workers)
+            .map(|_| {
+                let (stop, ok, failures) = (stop.clone(), ok.clone(), failures.clone());
+                let url = gateway.url("/v1/chat/completions");
+                let body = chat(model);
+                let client = client();
+                actix_web::rt::spawn(async move {
+                    while !stop.get() {
+                        match client.post(&url).send_json(&body).await {
+                            Ok(mut response) => {
+                                let status = response.status().as_u16();
+                                let bytes = response.body().await.unwrap_or_default();
+                                if status == 200 {
+                                    ok.set(ok.get() + 1);
+                                } else {
+                                    failures.borrow_mut().push(format!(
+                                        "{status}: {}",
+                                        String::from_utf8_lossy(&bytes)
+                                    ));
+                                }
+                            }
+                            Err(error) => failures.borrow_mut().push(error.to_string()),
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            ok,
+            failures,
+            tasks,
+        }
+    }
+
+    /// Waits until `more` further requests have succeeded.
+    pub async fn progress(&self, more: u64) {
+        let target = self.ok.get() + more;
+        let ok = self.ok.clone();
+        wait_for(&format!("{more} more successful requests"), || {
+            let ok = ok.clone();
+            async move { ok.get() >= target }
+        })
+        .await;
+    }
+
+    /// Stops the loops and returns (successes, failures).
+    pub async fn finish(self) -> (u64, Vec<String>) {
+        self.stop.set(true);
+        for task in self.tasks {
+            task.await.expect("load task");
+        }
+        (self.ok.get(), self.failures.take())
+    }
+}
+
+/// Every endpoint of `service` in `/admin/upstreams`, by address (`admin`: an admin token).
+pub async fn endpoint_states(
+    gateway: &TestGateway,
+    admin: &str,
+    service: &str,
+) -> std::collections::BTreeMap<String, Value> {
+    let (status, body) = gateway
+        .send_as(awc::http::Method::GET, "/admin/upstreams", admin, None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["service"] == service)
+        .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+        .map(|e| (e["address"].as_str().unwrap_or("").to_string(), e))
+        .collect()
 }

@@ -1,9 +1,12 @@
 //! Service discovery: back-ends that report services and their endpoints, and the watcher actor
 //! that feeds what they report into the registry.
 //!
-//! A back-end implements [`ServiceDiscovery`]; it never touches pools. Static files now,
-//! Consul and Kubernetes later, all go through [`DiscoveryWatcher`].
+//! A back-end implements [`ServiceDiscovery`]; it never touches pools. Static files (here),
+//! Consul and Kubernetes (in the gateway crate, which knows HTTP) all go through
+//! [`DiscoveryWatcher`]. [`backoff`] holds the pure retry and blocking-query arithmetic the
+//! remote back-ends share.
 
+pub mod backoff;
 pub mod static_file;
 
 use std::collections::BTreeMap;
@@ -34,6 +37,12 @@ pub enum DiscoveryError {
     },
     #[error("{path}: {message}")]
     Invalid { path: String, message: String },
+    /// A remote back-end could not be reached or failed to answer; the last set stays.
+    #[error("{backend} is unreachable: {message}")]
+    Unreachable {
+        backend: &'static str,
+        message: String,
+    },
 }
 
 /// A source of services. `discover` returns the complete current set; a back-end with
@@ -70,6 +79,16 @@ impl DiscoveryWatcher {
         .start()
     }
 
+    fn recovered(&self, origin: Origin) {
+        if self.registry.discovery_degraded() {
+            tracing::info!(
+                origin = origin.as_str(),
+                "discovery answers again; no longer degraded"
+            );
+            self.registry.set_discovery_degraded(false);
+        }
+    }
+
     fn schedule(&mut self, ctx: &mut Context<Self>, delay: Duration) {
         ctx.run_later(delay, |watcher, ctx| watcher.poll(ctx));
     }
@@ -102,10 +121,12 @@ impl DiscoveryWatcher {
                         Ok(Some(set)) => {
                             tracing::info!(origin = origin.as_str(), services = set.len(), "discovery applied a new service set");
                             watcher.last = Some(set);
+                            watcher.recovered(origin);
                         }
-                        Ok(None) => {}
+                        Ok(None) => watcher.recovered(origin),
                         Err(error) => {
                             watcher.registry.note_discovery_error();
+                            watcher.registry.set_discovery_degraded(true);
                             tracing::warn!(origin = origin.as_str(), %error, "discovery failed; keeping the last good service set");
                         }
                     }
