@@ -10,6 +10,7 @@ pub mod endpoint;
 pub mod ewma;
 pub mod health;
 pub mod keys;
+pub mod limits;
 pub mod pool;
 pub mod registry;
 pub mod retry;
