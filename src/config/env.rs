@@ -30,6 +30,21 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("JWT_SECRET", "auth.jwt_secret"),
     ("JWT_EXPIRY", "auth.jwt_expiry"),
     ("AUTH_KEY_CACHE_TTL_SECS", "auth.key_cache_ttl_secs"),
+    ("RATE_LIMIT_ENABLED", "rate_limit.enabled"),
+    (
+        "RATE_LIMIT_REQUESTS_PER_MINUTE",
+        "rate_limit.requests_per_minute",
+    ),
+    ("RATE_LIMIT_BURST", "rate_limit.burst"),
+    (
+        "RATE_LIMIT_TOKENS_PER_MINUTE",
+        "rate_limit.tokens_per_minute",
+    ),
+    ("RATE_LIMIT_REDIS_FAILURE", "rate_limit.redis_failure"),
+    ("REDIS_ENABLED", "redis.enabled"),
+    ("REDIS_URL", "redis.url"),
+    ("REDIS_KEY_PREFIX", "redis.key_prefix"),
+    ("REDIS_TIMEOUT_MS", "redis.timeout_ms"),
 ];
 
 /// Builds the layer from the given variables: the process environment in production, a fixed
@@ -65,6 +80,9 @@ const VERBATIM: &[&str] = &[
     "DATABASE_URL",
     "JWT_SECRET",
     "JWT_EXPIRY",
+    "RATE_LIMIT_REDIS_FAILURE",
+    "REDIS_URL",
+    "REDIS_KEY_PREFIX",
 ];
 
 /// One variable as a figment provider, so an error names the variable it came from.

@@ -85,6 +85,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
     pub usage: UsageConfig,
+    pub rate_limit: RateLimitConfig,
     /// The merged raw layers, for `check-config`.
     pub raw: RawConfig,
 }
@@ -123,6 +124,19 @@ impl std::fmt::Debug for AuthConfig {
 pub struct UsageConfig {
     pub settings: actors::usage::UsageSettings,
     pub default_max_tokens: i64,
+}
+
+/// Rate limits. `None` fields are unlimited.
+#[derive(Debug, Clone)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    pub requests_per_minute: u64,
+    pub burst: u64,
+    pub tokens_per_minute: Option<u64>,
+    pub login_requests_per_minute: u64,
+    pub max_buckets: usize,
+    /// `Some` when limits are shared through Redis.
+    pub redis: Option<actors::limits::SharedSettings>,
 }
 
 /// Parses `24h`, `30m`, `45s` or a plain number of seconds.
@@ -187,6 +201,9 @@ impl Config {
         }
         if raw.auth.jwt_secret.is_some() {
             raw.auth.jwt_secret = Some("********".into());
+        }
+        if raw.redis.url.is_some() {
+            raw.redis.url = Some("********".into());
         }
         if let Some(url) = &raw.database.url {
             raw.database.url = Some(
@@ -382,6 +399,7 @@ pub fn validate(raw: RawConfig, env: &str) -> Result<Config, ConfigError> {
     if raw.usage.default_max_tokens < 0 {
         errors.push("usage.default_max_tokens: must not be negative".into());
     }
+    let rate_limit = rate_limit(&raw, &mut errors);
     let (Some(database), true) = (database, errors.is_empty()) else {
         return Err(ConfigError(errors));
     };
@@ -407,6 +425,7 @@ pub fn validate(raw: RawConfig, env: &str) -> Result<Config, ConfigError> {
         database,
         auth,
         usage,
+        rate_limit,
         env: env.to_string(),
         server: ServerConfig {
             bind: server.bind.clone(),
@@ -428,6 +447,70 @@ pub fn validate(raw: RawConfig, env: &str) -> Result<Config, ConfigError> {
         models,
         raw,
     })
+}
+
+fn rate_limit(raw: &RawConfig, errors: &mut Vec<String>) -> RateLimitConfig {
+    let limits = &raw.rate_limit;
+    for (field, value) in [
+        ("requests_per_minute", limits.requests_per_minute),
+        ("burst", limits.burst),
+        (
+            "login_requests_per_minute",
+            limits.login_requests_per_minute,
+        ),
+    ] {
+        if value == 0 {
+            errors.push(format!("rate_limit.{field}: must be positive"));
+        }
+    }
+    if limits.tokens_per_minute == Some(0) {
+        errors.push(
+            "rate_limit.tokens_per_minute: must be positive (leave unset for no limit)".into(),
+        );
+    }
+    if limits.max_buckets == 0 {
+        errors.push("rate_limit.max_buckets: must be positive".into());
+    }
+    let redis = &raw.redis;
+    let shared = if redis.enabled {
+        match redis.url.as_deref().filter(|u| !u.is_empty()) {
+            Some(url) if url.starts_with("redis://") => Some(actors::limits::SharedSettings {
+                url: url.to_string(),
+                prefix: redis.key_prefix.clone(),
+                timeout: Duration::from_millis(redis.timeout_ms.max(1)),
+                pool_size: redis.pool_size.max(1),
+                failure: match limits.redis_failure {
+                    raw::RawRedisFailure::Local => actors::limits::RedisFailureMode::Local,
+                    raw::RawRedisFailure::Allow => actors::limits::RedisFailureMode::Allow,
+                    raw::RawRedisFailure::Deny => actors::limits::RedisFailureMode::Deny,
+                },
+            }),
+            Some(_) => {
+                errors.push(
+                    "redis.url (REDIS_URL): must start with redis:// (TLS is not built in)".into(),
+                );
+                None
+            }
+            None => {
+                errors.push("redis.url (REDIS_URL): required when redis.enabled = true".into());
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if redis.key_prefix.is_empty() {
+        errors.push("redis.key_prefix: must not be empty".into());
+    }
+    RateLimitConfig {
+        enabled: limits.enabled,
+        requests_per_minute: limits.requests_per_minute,
+        burst: limits.burst,
+        tokens_per_minute: limits.tokens_per_minute,
+        login_requests_per_minute: limits.login_requests_per_minute,
+        max_buckets: limits.max_buckets,
+        redis: shared,
+    }
 }
 
 fn service_settings(

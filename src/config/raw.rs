@@ -22,6 +22,8 @@ pub struct RawConfig {
     pub database: RawDatabase,
     pub auth: RawAuth,
     pub usage: RawUsage,
+    pub rate_limit: RawRateLimit,
+    pub redis: RawRedis,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -325,6 +327,79 @@ impl Default for RawUsage {
             flush_interval_ms: 500,
             buffer_capacity: 100_000,
             default_max_tokens: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawRedisFailure {
+    /// Decide in-process (limits then hold per replica).
+    #[default]
+    Local,
+    /// Let requests through unlimited.
+    Allow,
+    /// Refuse requests with 503.
+    Deny,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRateLimit {
+    /// Master switch: off, no limit of any kind is enforced (keys' own rpm/tpm included).
+    pub enabled: bool,
+    /// Requests per minute for keys without their own `rpm`.
+    pub requests_per_minute: u64,
+    /// Largest burst of requests, for every key.
+    pub burst: u64,
+    /// Tokens per minute for keys without their own `tpm`; unset: no token limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens_per_minute: Option<u64>,
+    /// `/auth/login` attempts per minute per client IP (burst = the same number).
+    pub login_requests_per_minute: u64,
+    /// What decides when Redis fails: `local`, `allow` or `deny`.
+    pub redis_failure: RawRedisFailure,
+    /// Most subjects the in-process limiter holds (idle ones are evicted first).
+    pub max_buckets: usize,
+}
+
+impl Default for RawRateLimit {
+    fn default() -> Self {
+        RawRateLimit {
+            enabled: false,
+            requests_per_minute: 60,
+            burst: 10,
+            tokens_per_minute: None,
+            login_requests_per_minute: 10,
+            redis_failure: RawRedisFailure::Local,
+            max_buckets: 1_000_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRedis {
+    /// Share rate limits across replicas through `url`.
+    pub enabled: bool,
+    /// `redis://[:password@]host:port[/db]`. Masked by `check-config`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Prepended to every key the gateway writes.
+    pub key_prefix: String,
+    /// Longest a decision waits for Redis before the fallback decides.
+    pub timeout_ms: u64,
+    pub pool_size: usize,
+}
+
+impl Default for RawRedis {
+    fn default() -> Self {
+        RawRedis {
+            enabled: false,
+            url: None,
+            key_prefix: "gw".into(),
+            timeout_ms: 50,
+            pool_size: 16,
         }
     }
 }

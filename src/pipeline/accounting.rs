@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actors::keys::Reservation;
+use actors::limits::TokenReservation;
 use actors::store::now_millis;
 use actors::store::usage::UsageEvent;
 use actors::tokens;
@@ -28,6 +29,8 @@ pub struct Tokens {
 pub struct UsageTicket {
     slot: Option<UsageSlot>,
     reservation: Option<Reservation>,
+    /// The token-per-minute charge, corrected to real use like the budget.
+    rate_tokens: Option<TokenReservation>,
     request_id: String,
     key_id: Option<i64>,
     model: String,
@@ -55,6 +58,7 @@ impl UsageTicket {
         UsageTicket {
             slot: Some(slot),
             reservation,
+            rate_tokens: None,
             request_id: request_id.to_string(),
             key_id,
             model: model.to_string(),
@@ -64,6 +68,12 @@ impl UsageTicket {
             metrics,
             prompt_body,
         }
+    }
+
+    /// Adds the token-per-minute reservation made at admission; it settles with the budget.
+    pub fn holding_rate_tokens(mut self, reservation: Option<TokenReservation>) -> Self {
+        self.rate_tokens = reservation;
+        self
     }
 
     /// Records the request; `tokens` is what gets billed.
@@ -76,6 +86,9 @@ impl UsageTicket {
             return;
         };
         if let Some(reservation) = self.reservation.take() {
+            reservation.settle(tokens.prompt + tokens.completion);
+        }
+        if let Some(reservation) = self.rate_tokens.take() {
             reservation.settle(tokens.prompt + tokens.completion);
         }
         let key_label = self

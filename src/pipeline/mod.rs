@@ -6,6 +6,7 @@
 pub mod accounting;
 mod forward;
 mod grpc;
+pub mod limits;
 pub mod request;
 pub mod sse;
 
@@ -36,6 +37,8 @@ pub struct Pipeline {
     pub budgets: BudgetLedger,
     /// Completion tokens reserved when a request sets no `max_tokens`.
     pub default_max_tokens: i64,
+    /// `None` when `RATE_LIMIT_ENABLED=false`.
+    pub limits: Option<limits::RateLimits>,
 }
 
 /// Who is asking, for policy and billing.
@@ -86,34 +89,49 @@ impl Pipeline {
                 .ok_or_else(|| GatewayError::NoHealthyEndpoint {
                     service: route.service.to_string(),
                 })?;
-        // Admission: a place for the usage event, then the budget. Both are released if the
-        // request never reaches an upstream.
+        // Admission: rate limits first (a refusal there costs nothing), then a place for the
+        // usage event, then the budget. All are released if the request never reaches an
+        // upstream.
+        let key = context.key.as_deref();
+        let limits = self.limits.as_ref().zip(key);
+        let needs_estimate = key.is_some_and(|k| k.token_budget.is_some())
+            || limits.is_some_and(|(limits, key)| limits.limits_tokens(key));
+        let worst_case = if needs_estimate {
+            actors::tokens::worst_case(&request.body, self.default_max_tokens)
+        } else {
+            0
+        };
+        let admitted = match limits {
+            Some((limits, key)) => Some(limits.admit(key, worst_case).await?),
+            None => None,
+        };
         let slot = self
             .usage
             .reserve()
             .map_err(|backlog| GatewayError::UsageBacklog(backlog.to_string()))?;
-        let reservation = match context.key.as_deref() {
+        let reservation = match key {
             Some(ApiKey {
                 id,
                 token_budget: Some(budget),
                 ..
-            }) => {
-                let worst_case = actors::tokens::worst_case(&request.body, self.default_max_tokens);
-                Some(
-                    self.budgets
-                        .reserve(*id, *budget, worst_case)
-                        .await
-                        .map_err(|error| match error {
-                            BudgetError::Exhausted { .. } => GatewayError::QuotaExceeded(format!(
-                                "You exceeded your token budget: {error}."
-                            )),
-                            BudgetError::Store(error) => {
-                                GatewayError::StoreUnavailable(error.to_string())
-                            }
-                        })?,
-                )
-            }
+            }) => Some(
+                self.budgets
+                    .reserve(*id, *budget, worst_case)
+                    .await
+                    .map_err(|error| match error {
+                        BudgetError::Exhausted { .. } => GatewayError::QuotaExceeded(format!(
+                            "You exceeded your token budget: {error}."
+                        )),
+                        BudgetError::Store(error) => {
+                            GatewayError::StoreUnavailable(error.to_string())
+                        }
+                    })?,
+            ),
             _ => None,
+        };
+        let (limit_headers, token_reservation) = match admitted {
+            Some(admitted) => (admitted.headers, admitted.tokens),
+            None => (Vec::new(), None),
         };
         let hide_usage = request.usage_injected();
         let body =
@@ -128,7 +146,8 @@ impl Pipeline {
             request.kind,
             Arc::clone(&self.metrics),
             body.clone(),
-        );
+        )
+        .holding_rate_tokens(token_reservation);
         let result = forward::forward(forward::Forward {
             clients,
             pool: &pool,
@@ -142,6 +161,7 @@ impl Pipeline {
         .await;
         match result {
             Ok(mut response) => {
+                response.headers.extend(limit_headers);
                 let status = response.status.as_u16();
                 response.body = match response.body {
                     PipelineBody::Full(bytes) => {

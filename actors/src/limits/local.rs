@@ -2,7 +2,7 @@
 //! (no actor round trip), with idle buckets evicted so memory follows active subjects only.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -62,9 +62,7 @@ impl LocalLimiter {
     }
 
     fn shard(&self, subject: &str) -> &Mutex<HashMap<String, Buckets>> {
-        let mut hasher = self.hasher.build_hasher();
-        subject.hash(&mut hasher);
-        let index = usize::try_from(hasher.finish() % SHARDS as u64).unwrap_or(0);
+        let index = usize::try_from(self.hasher.hash_one(subject) % SHARDS as u64).unwrap_or(0);
         &self.shards[index]
     }
 
