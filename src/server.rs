@@ -121,6 +121,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
             budgets: BudgetLedger::new(store.clone()),
             default_max_tokens: config.usage.default_max_tokens,
             limits,
+            cache: config
+                .cache
+                .as_ref()
+                .map(|cache| actors::cache::ResponseCache::new(cache.ttl, cache.max_bytes)),
         },
         metrics: Arc::clone(&metrics),
         max_body_bytes: config.server.max_body_bytes,

@@ -5,6 +5,7 @@
 //! through [`pool::UpstreamPoolHandle`].
 
 pub mod balance;
+pub mod cache;
 pub mod discovery;
 pub mod endpoint;
 pub mod ewma;

@@ -91,6 +91,8 @@ pub struct ServiceSettings {
     pub retry_budget_min: u32,
     /// Credential the gateway presents upstream, if the service needs one.
     pub api_key: Option<String>,
+    /// Cached answers are shared by every key (otherwise each key has its own).
+    pub cache_shared: bool,
 }
 
 impl Default for ServiceSettings {
@@ -106,6 +108,7 @@ impl Default for ServiceSettings {
             retry_budget_ratio: 0.2,
             retry_budget_min: 10,
             api_key: None,
+            cache_shared: false,
         }
     }
 }

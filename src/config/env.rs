@@ -45,6 +45,9 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("REDIS_URL", "redis.url"),
     ("REDIS_KEY_PREFIX", "redis.key_prefix"),
     ("REDIS_TIMEOUT_MS", "redis.timeout_ms"),
+    ("CACHE_ENABLED", "cache.enabled"),
+    ("CACHE_TTL_SECS", "cache.ttl_secs"),
+    ("CACHE_MAX_BYTES", "cache.max_bytes"),
 ];
 
 /// Builds the layer from the given variables: the process environment in production, a fixed

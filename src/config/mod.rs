@@ -86,6 +86,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub usage: UsageConfig,
     pub rate_limit: RateLimitConfig,
+    /// `None` when `CACHE_ENABLED=false`.
+    pub cache: Option<CacheConfig>,
     /// The merged raw layers, for `check-config`.
     pub raw: RawConfig,
 }
@@ -124,6 +126,12 @@ impl std::fmt::Debug for AuthConfig {
 pub struct UsageConfig {
     pub settings: actors::usage::UsageSettings,
     pub default_max_tokens: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    pub ttl: Duration,
+    pub max_bytes: u64,
 }
 
 /// Rate limits. `None` fields are unlimited.
@@ -400,6 +408,13 @@ pub fn validate(raw: RawConfig, env: &str) -> Result<Config, ConfigError> {
         errors.push("usage.default_max_tokens: must not be negative".into());
     }
     let rate_limit = rate_limit(&raw, &mut errors);
+    if raw.cache.ttl_secs == 0 || raw.cache.max_bytes == 0 {
+        errors.push("cache: ttl_secs and max_bytes must be positive".into());
+    }
+    let cache = raw.cache.enabled.then(|| CacheConfig {
+        ttl: Duration::from_secs(raw.cache.ttl_secs),
+        max_bytes: raw.cache.max_bytes,
+    });
     let (Some(database), true) = (database, errors.is_empty()) else {
         return Err(ConfigError(errors));
     };
@@ -426,6 +441,7 @@ pub fn validate(raw: RawConfig, env: &str) -> Result<Config, ConfigError> {
         auth,
         usage,
         rate_limit,
+        cache,
         env: env.to_string(),
         server: ServerConfig {
             bind: server.bind.clone(),
@@ -558,6 +574,7 @@ fn service_settings(
         retry_budget_ratio: raw.retry_budget_ratio.unwrap_or(base.retry_budget_ratio),
         retry_budget_min: raw.retry_budget_min.unwrap_or(base.retry_budget_min),
         api_key: raw.api_key.clone().or_else(|| base.api_key.clone()),
+        cache_shared: raw.cache_shared.unwrap_or(base.cache_shared),
     };
     let mut check = |ok: bool, field: &str, message: &str| {
         if !ok {

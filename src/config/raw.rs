@@ -24,6 +24,7 @@ pub struct RawConfig {
     pub usage: RawUsage,
     pub rate_limit: RawRateLimit,
     pub redis: RawRedis,
+    pub cache: RawCache,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -251,6 +252,9 @@ pub struct RawServiceSettings {
     /// Bearer credential the gateway sends upstream. Masked by `check-config`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_key: Option<String>,
+    /// Share cached answers between keys (for services whose answers are not private).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_shared: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -400,6 +404,26 @@ impl Default for RawRedis {
             key_prefix: "gw".into(),
             timeout_ms: 50,
             pool_size: 16,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCache {
+    /// Exact-match cache of deterministic chat, completion and embedding answers.
+    pub enabled: bool,
+    pub ttl_secs: u64,
+    /// Bytes of cached bodies held; the least useful entries go first.
+    pub max_bytes: u64,
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        RawCache {
+            enabled: false,
+            ttl_secs: 300,
+            max_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -355,3 +355,22 @@ fn bad_rate_limit_settings_are_reported() {
         &["redis_failure"],
     );
 }
+
+#[test]
+fn cache_variables_apply() {
+    assert!(load(&[], &[]).expect("valid").cache.is_none());
+    let config = load(
+        &[("default.toml", "[services.shared]\ncache_shared = true\n")],
+        &[
+            ("CACHE_ENABLED", "true"),
+            ("CACHE_TTL_SECS", "7"),
+            ("CACHE_MAX_BYTES", "1000"),
+        ],
+    )
+    .expect("valid");
+    let cache = config.cache.expect("cache on");
+    assert_eq!((cache.ttl, cache.max_bytes), (Duration::from_secs(7), 1000));
+    assert!(config.registry.services["shared"].cache_shared);
+    assert!(!config.registry.defaults.cache_shared);
+    check_error(&[], &[("CACHE_TTL_SECS", "0")], &["cache: ttl_secs"]);
+}

@@ -31,6 +31,8 @@ pub struct UsageTicket {
     reservation: Option<Reservation>,
     /// The token-per-minute charge, corrected to real use like the budget.
     rate_tokens: Option<TokenReservation>,
+    /// Answered from the response cache: recorded as cached, never billed.
+    cached: bool,
     request_id: String,
     key_id: Option<i64>,
     model: String,
@@ -59,6 +61,7 @@ impl UsageTicket {
             slot: Some(slot),
             reservation,
             rate_tokens: None,
+            cached: false,
             request_id: request_id.to_string(),
             key_id,
             model: model.to_string(),
@@ -73,6 +76,12 @@ impl UsageTicket {
     /// Adds the token-per-minute reservation made at admission; it settles with the budget.
     pub fn holding_rate_tokens(mut self, reservation: Option<TokenReservation>) -> Self {
         self.rate_tokens = reservation;
+        self
+    }
+
+    /// Marks the request as answered from the cache.
+    pub fn from_cache(mut self) -> Self {
+        self.cached = true;
         self
     }
 
@@ -94,8 +103,10 @@ impl UsageTicket {
         let key_label = self
             .key_id
             .map_or_else(|| "none".to_string(), |id| id.to_string());
-        self.metrics
-            .count_tokens(&key_label, &self.model, tokens.prompt, tokens.completion);
+        if !self.cached {
+            self.metrics
+                .count_tokens(&key_label, &self.model, tokens.prompt, tokens.completion);
+        }
         slot.record(UsageEvent {
             request_id: self.request_id.clone(),
             key_id: self.key_id,
@@ -106,7 +117,7 @@ impl UsageTicket {
             prompt_tokens: tokens.prompt,
             completion_tokens: tokens.completion,
             estimated: tokens.estimated,
-            cached: false,
+            cached: self.cached,
             status: i32::from(status),
             latency_ms: i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX),
             created_at: now_millis(),

@@ -34,8 +34,13 @@ impl RateLimits {
         key.tpm.is_some() || self.tokens_per_minute.is_some()
     }
 
-    /// Decides one request of `key` that may use up to `worst_case` tokens.
-    pub async fn admit(&self, key: &ApiKey, worst_case: i64) -> Result<Admitted, GatewayError> {
+    /// Decides one request of `key` that may use up to `worst_case` tokens (`None`: the
+    /// request costs no tokens, as a cache hit, and meets the request bucket only).
+    pub async fn admit(
+        &self,
+        key: &ApiKey,
+        worst_case: Option<i64>,
+    ) -> Result<Admitted, GatewayError> {
         let rpm = key
             .rpm
             .and_then(|r| u64::try_from(r).ok())
@@ -44,10 +49,11 @@ impl RateLimits {
         let tpm = key
             .tpm
             .and_then(|t| u64::try_from(t).ok())
-            .or(self.tokens_per_minute);
+            .or(self.tokens_per_minute)
+            .filter(|_| worst_case.is_some());
         let tokens = tpm
             .and_then(|tpm| Gcra::per_minute(tpm, tpm, TICKS_PER_SECOND))
-            .map(|gcra| (gcra, worst_case.max(1)));
+            .map(|gcra| (gcra, worst_case.unwrap_or(0).max(1)));
         let subject = format!("key:{}", key.id);
         let admission = Admission {
             subject: &subject,

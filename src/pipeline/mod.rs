@@ -4,6 +4,7 @@
 //! WebSocket, GraphQL and gRPC front-ends to come reuse it unchanged.
 
 pub mod accounting;
+pub mod cache;
 mod forward;
 mod grpc;
 pub mod limits;
@@ -39,6 +40,8 @@ pub struct Pipeline {
     pub default_max_tokens: i64,
     /// `None` when `RATE_LIMIT_ENABLED=false`.
     pub limits: Option<limits::RateLimits>,
+    /// `None` when `CACHE_ENABLED=false`.
+    pub cache: Option<actors::cache::ResponseCache>,
 }
 
 /// Who is asking, for policy and billing.
@@ -46,6 +49,9 @@ pub struct RequestContext<'a> {
     pub request_id: &'a str,
     /// `None` only when authentication is off.
     pub key: Option<Arc<ApiKey>>,
+    /// The client opted a non-deterministic request into the response cache
+    /// ([`cache::OPT_IN_HEADER`]).
+    pub cache_opt_in: bool,
 }
 
 /// What the upstream answered, ready for any front-end.
@@ -89,6 +95,24 @@ impl Pipeline {
                 .ok_or_else(|| GatewayError::NoHealthyEndpoint {
                     service: route.service.to_string(),
                 })?;
+        let cache_key = self.cache.as_ref().and_then(|_| {
+            let scope = if pool.snapshot().settings.cache_shared {
+                format!("service:{}", route.service)
+            } else {
+                context
+                    .key
+                    .as_ref()
+                    .map_or_else(|| "anonymous".to_string(), |k| format!("key:{}", k.id))
+            };
+            cache::key_of(&request, &scope, context.cache_opt_in)
+        });
+        if let (Some(cache), Some(cache_key)) = (&self.cache, &cache_key) {
+            if let Some(answer) = cache.get(cache_key).await {
+                return self
+                    .answer_from_cache(&request, &context, route.service, &answer)
+                    .await;
+            }
+        }
         // Admission: rate limits first (a refusal there costs nothing), then a place for the
         // usage event, then the budget. All are released if the request never reaches an
         // upstream.
@@ -102,7 +126,7 @@ impl Pipeline {
             0
         };
         let admitted = match limits {
-            Some((limits, key)) => Some(limits.admit(key, worst_case).await?),
+            Some((limits, key)) => Some(limits.admit(key, Some(worst_case)).await?),
             None => None,
         };
         let slot = self
@@ -162,11 +186,26 @@ impl Pipeline {
         match result {
             Ok(mut response) => {
                 response.headers.extend(limit_headers);
+                if cache_key.is_some() {
+                    response.headers.push(cache::x_cache(false));
+                }
                 let status = response.status.as_u16();
+                let mut to_cache = None;
                 response.body = match response.body {
                     PipelineBody::Full(bytes) => {
                         let tokens = ticket.tokens_of_body(status, &bytes);
                         ticket.finish(status, &response.endpoint, tokens);
+                        // Only whole 200 answers to non-streaming requests are cached.
+                        if status == 200 && !request.stream {
+                            to_cache = cache_key.map(|key| {
+                                let answer = actors::cache::CachedAnswer {
+                                    body: bytes.clone(),
+                                    prompt_tokens: tokens.prompt,
+                                    completion_tokens: tokens.completion,
+                                };
+                                (key, answer)
+                            });
+                        }
                         PipelineBody::Full(bytes)
                     }
                     PipelineBody::Sse(relay) => {
@@ -181,6 +220,9 @@ impl Pipeline {
                         }))
                     }
                 };
+                if let (Some(cache), Some((key, answer))) = (&self.cache, to_cache) {
+                    cache.insert(key, answer).await;
+                }
                 Ok(response)
             }
             Err(error) => {
@@ -188,5 +230,71 @@ impl Pipeline {
                 Err(error)
             }
         }
+    }
+
+    /// Answers from the cache: counts against the key's request limit (not its tokens or
+    /// budget), and is recorded in usage as cached.
+    async fn answer_from_cache(
+        &self,
+        request: &ParsedRequest,
+        context: &RequestContext<'_>,
+        service: &str,
+        answer: &actors::cache::CachedAnswer,
+    ) -> Result<PipelineResponse, GatewayError> {
+        let mut headers = match (&self.limits, context.key.as_deref()) {
+            (Some(limits), Some(key)) => limits.admit(key, None).await?.headers,
+            _ => Vec::new(),
+        };
+        let slot = self
+            .usage
+            .reserve()
+            .map_err(|backlog| GatewayError::UsageBacklog(backlog.to_string()))?;
+        let ticket = accounting::UsageTicket::new(
+            slot,
+            None,
+            context.request_id,
+            context.key.as_ref().map(|k| k.id),
+            &request.model,
+            service,
+            request.kind,
+            Arc::clone(&self.metrics),
+            Bytes::new(),
+        )
+        .from_cache();
+        ticket.finish(
+            200,
+            "cache",
+            accounting::Tokens {
+                prompt: answer.prompt_tokens,
+                completion: answer.completion_tokens,
+                estimated: false,
+            },
+        );
+        headers.push(cache::x_cache(true));
+        let body = if request.stream {
+            let include_usage = !request.usage_injected()
+                && serde_json::from_slice::<serde_json::Value>(&request.body)
+                    .ok()
+                    .and_then(|b| b.pointer("/stream_options/include_usage")?.as_bool())
+                    .unwrap_or(false);
+            headers.push((
+                actix_web::http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            ));
+            cache::replay_as_sse(request.kind, answer, include_usage)
+        } else {
+            headers.push((
+                actix_web::http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ));
+            answer.body.clone()
+        };
+        Ok(PipelineResponse {
+            status: StatusCode::OK,
+            headers,
+            body: PipelineBody::Full(body),
+            upstream_time: Duration::ZERO,
+            endpoint: "cache".to_string(),
+        })
     }
 }
