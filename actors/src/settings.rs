@@ -93,6 +93,11 @@ pub struct ServiceSettings {
     pub api_key: Option<String>,
     /// Cached answers are shared by every key (otherwise each key has its own).
     pub cache_shared: bool,
+    /// Requests per minute the whole service accepts through this gateway (all keys together),
+    /// to protect self-hosted model servers; `None`: unlimited.
+    pub requests_per_minute: Option<u64>,
+    /// Largest burst of requests for `requests_per_minute`.
+    pub burst: Option<u64>,
 }
 
 impl Default for ServiceSettings {
@@ -109,6 +114,8 @@ impl Default for ServiceSettings {
             retry_budget_min: 10,
             api_key: None,
             cache_shared: false,
+            requests_per_minute: None,
+            burst: None,
         }
     }
 }

@@ -575,12 +575,19 @@ fn service_settings(
         retry_budget_min: raw.retry_budget_min.unwrap_or(base.retry_budget_min),
         api_key: raw.api_key.clone().or_else(|| base.api_key.clone()),
         cache_shared: raw.cache_shared.unwrap_or(base.cache_shared),
+        requests_per_minute: raw.requests_per_minute.or(base.requests_per_minute),
+        burst: raw.burst.or(base.burst),
     };
     let mut check = |ok: bool, field: &str, message: &str| {
         if !ok {
             errors.push(format!("{path}.{field}: {message}"));
         }
     };
+    check(
+        settings.requests_per_minute != Some(0) && settings.burst != Some(0),
+        "requests_per_minute",
+        "requests_per_minute and burst must be positive",
+    );
     check(
         settings.max_attempts >= 1,
         "max_attempts",

@@ -255,6 +255,13 @@ pub struct RawServiceSettings {
     /// Share cached answers between keys (for services whose answers are not private).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_shared: Option<bool>,
+    /// Requests per minute for the whole service (every key together), shared through Redis
+    /// when it is on. Needs `rate_limit.enabled`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u64>,
+    /// Burst for `requests_per_minute` (default: one second's worth, at least 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -43,6 +43,7 @@ pub async fn login(
             &limits.limiter,
             &subject,
             state.login_requests_per_minute,
+            state.login_requests_per_minute,
         )
         .await?;
     }

@@ -78,15 +78,17 @@ impl RateLimits {
     }
 }
 
-/// Decides one request of `subject` against a plain requests-per-minute bucket (login by IP).
+/// Decides one request of `subject` against a plain requests-per-minute bucket (login by IP,
+/// a whole service).
 pub async fn admit_subject(
     limiter: &RateLimiter,
     subject: &str,
     per_minute: u64,
+    burst: u64,
 ) -> Result<(), GatewayError> {
     let admission = Admission {
         subject,
-        requests: Gcra::per_minute(per_minute, per_minute, TICKS_PER_SECOND),
+        requests: Gcra::per_minute(per_minute, burst, TICKS_PER_SECOND),
         tokens: None,
     };
     let (decision, _) = limiter

@@ -129,6 +129,7 @@ impl Pipeline {
             Some((limits, key)) => Some(limits.admit(key, Some(worst_case)).await?),
             None => None,
         };
+        self.admit_service(&pool, route.service).await?;
         let slot = self
             .usage
             .reserve()
@@ -245,6 +246,9 @@ impl Pipeline {
             (Some(limits), Some(key)) => limits.admit(key, None).await?.headers,
             _ => Vec::new(),
         };
+        if let Some(pool) = self.registry.pool(service) {
+            self.admit_service(&pool, service).await?;
+        }
         let slot = self
             .usage
             .reserve()
@@ -296,5 +300,28 @@ impl Pipeline {
             upstream_time: Duration::ZERO,
             endpoint: "cache".to_string(),
         })
+    }
+
+    /// The service's own request limit (every key together), when it has one.
+    async fn admit_service(
+        &self,
+        pool: &actors::UpstreamPoolHandle,
+        service: &str,
+    ) -> Result<(), GatewayError> {
+        let Some(limits) = &self.limits else {
+            return Ok(());
+        };
+        let settings = Arc::clone(&pool.snapshot().settings);
+        let Some(per_minute) = settings.requests_per_minute else {
+            return Ok(());
+        };
+        let burst = settings.burst.unwrap_or((per_minute / 60).max(1));
+        limits::admit_subject(
+            &limits.limiter,
+            &format!("service:{service}"),
+            per_minute,
+            burst,
+        )
+        .await
     }
 }
