@@ -19,17 +19,27 @@ pub fn x_cache(hit: bool) -> (HeaderName, HeaderValue) {
 }
 
 /// The cache key of `request` when its answer is deterministic (embeddings, or
-/// `temperature: 0`), or the client opted in; `None` otherwise. Parses the whole body, so it
-/// is only called when the cache is on.
+/// `temperature: 0`), or the client opted in; `None` otherwise. Only a cacheable body is
+/// parsed whole, and this is only called when the cache is on.
 pub fn key_of(request: &ParsedRequest, scope: &str, opted_in: bool) -> Option<[u8; 32]> {
-    let body: Value = serde_json::from_slice(&request.body).ok()?;
+    /// Reads `temperature` alone; the rest of the body is skipped, not materialised.
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        temperature: Option<f64>,
+    }
     let deterministic = match request.kind {
         ApiKind::Embeddings => true,
         ApiKind::ChatCompletions | ApiKind::Completions => {
-            opted_in || body.get("temperature").and_then(Value::as_f64) == Some(0.0)
+            opted_in
+                || serde_json::from_slice::<Probe>(&request.body)
+                    .is_ok_and(|probe| probe.temperature == Some(0.0))
         }
     };
-    deterministic.then(|| actors::cache::cache_key(scope, request.kind.label(), &body))
+    if !deterministic {
+        return None;
+    }
+    let body: Value = serde_json::from_slice(&request.body).ok()?;
+    Some(actors::cache::cache_key(scope, request.kind.label(), &body))
 }
 
 /// A cached (non-streaming) answer as the SSE stream the upstream would have sent: one chunk
