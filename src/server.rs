@@ -17,7 +17,7 @@ use anyhow::Context as _;
 use tracing_actix_web::TracingLogger;
 
 use actors::keys::{BudgetLedger, KeyCache, KeyCacheSettings};
-use actors::limits::{LimiterUpkeep, RateLimiter, SharedLimiter};
+use actors::limits::{ConcurrencyLimiter, LimiterUpkeep, RateLimiter, SharedLimiter};
 use actors::store::Store;
 use actors::usage::{UsageHandle, UsageRecorder};
 
@@ -212,12 +212,15 @@ fn rate_limits(config: &Config) -> anyhow::Result<Option<RateLimits>> {
         }
         None => RateLimiter::local(settings.max_buckets),
     };
+    let concurrency = std::sync::Arc::new(ConcurrencyLimiter::default());
     LimiterUpkeep::start_upkeep(
         std::sync::Arc::clone(limiter.local_limiter()),
+        std::sync::Arc::clone(&concurrency),
         LIMITER_SWEEP_INTERVAL,
     );
     Ok(Some(RateLimits {
         limiter,
+        concurrency,
         requests_per_minute: settings.requests_per_minute,
         burst: settings.burst,
         tokens_per_minute: settings.tokens_per_minute,

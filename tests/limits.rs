@@ -429,3 +429,61 @@ async fn a_service_limit_holds_for_all_callers_together() {
     assert_eq!(upstream.state.requests(), 2);
     gateway.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_key_cannot_exceed_its_requests_in_flight() {
+    let upstream = MockUpstream::start(
+        "127.0.0.1:0",
+        MockOptions {
+            name: "a".into(),
+            gated: true,
+            ..MockOptions::default()
+        },
+    )
+    .expect("mock");
+    let mut raw = limited_config(Db::Sqlite, None).await;
+    raw.rate_limit.burst = 100;
+    let gateway = start_gateway(raw, &services_for("llm", &[&upstream], &[])).await;
+    gateway.wait_ready().await;
+    let admin = gateway.admin_token().await;
+    let (id, key) = gateway
+        .create_key(&admin, json!({"name": "narrow", "max_concurrency": 2}))
+        .await;
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut response = gateway
+            .client
+            .post(gateway.url("/v1/chat/completions"))
+            .insert_header(("authorization", format!("Bearer {key}")))
+            .send_json(&chat_stream("llm/m"))
+            .await
+            .expect("response");
+        assert_eq!(response.status().as_u16(), 200);
+        response.next().await.expect("first chunk").expect("bytes");
+        open.push(response);
+    }
+    let (status, _, body) = chat_as(&gateway, &key, &chat("llm/m")).await;
+    assert_eq!(status, 429, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("concurrent"));
+    // Streams hold their place until they end; then the key may send again.
+    upstream.state.gate.as_ref().expect("gate").add_permits(2);
+    for mut response in open {
+        while let Some(chunk) = response.next().await {
+            chunk.expect("bytes");
+        }
+    }
+    gateway.usage_rows(id, 2).await;
+    upstream.state.gate.as_ref().expect("gate").add_permits(1);
+    let (status, _, _) = chat_as(&gateway, &key, &chat("llm/m")).await;
+    assert_eq!(status, 200);
+    let (status, body) = gateway
+        .send_as(
+            awc::http::Method::PATCH,
+            &format!("/admin/keys/{id}"),
+            &admin,
+            Some(&json!({"max_concurrency": -1})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    gateway.stop().await;
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actors::keys::Reservation;
-use actors::limits::TokenReservation;
+use actors::limits::{ConcurrencyPermit, TokenReservation};
 use actors::store::now_millis;
 use actors::store::usage::UsageEvent;
 use actors::tokens;
@@ -31,6 +31,8 @@ pub struct UsageTicket {
     reservation: Option<Reservation>,
     /// The token-per-minute charge, corrected to real use like the budget.
     rate_tokens: Option<TokenReservation>,
+    /// The key's place among its requests in flight, freed when the request is billed.
+    in_flight: Option<ConcurrencyPermit>,
     /// Answered from the response cache: recorded as cached, never billed.
     cached: bool,
     request_id: String,
@@ -61,6 +63,7 @@ impl UsageTicket {
             slot: Some(slot),
             reservation,
             rate_tokens: None,
+            in_flight: None,
             cached: false,
             request_id: request_id.to_string(),
             key_id,
@@ -76,6 +79,12 @@ impl UsageTicket {
     /// Adds the token-per-minute reservation made at admission; it settles with the budget.
     pub fn holding_rate_tokens(mut self, reservation: Option<TokenReservation>) -> Self {
         self.rate_tokens = reservation;
+        self
+    }
+
+    /// Holds the key's concurrency permit until the request is billed.
+    pub fn holding_in_flight(mut self, permit: Option<ConcurrencyPermit>) -> Self {
+        self.in_flight = permit;
         self
     }
 
@@ -100,6 +109,7 @@ impl UsageTicket {
         if let Some(reservation) = self.rate_tokens.take() {
             reservation.settle(tokens.prompt + tokens.completion);
         }
+        self.in_flight = None;
         let key_label = self
             .key_id
             .map_or_else(|| "none".to_string(), |id| id.to_string());

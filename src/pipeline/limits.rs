@@ -6,7 +6,7 @@ use std::time::Duration;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actors::keys::ApiKey;
 use actors::limits::{Admission, Decision, Gcra, LimitError, LimitKind, RateLimiter};
-use actors::limits::{LimitStatus, TokenReservation};
+use actors::limits::{ConcurrencyLimiter, ConcurrencyPermit, LimitStatus, TokenReservation};
 
 use crate::error::GatewayError;
 
@@ -17,6 +17,8 @@ const TICKS_PER_SECOND: i64 = 1_000_000_000;
 #[derive(Clone)]
 pub struct RateLimits {
     pub limiter: RateLimiter,
+    /// Requests in flight per key (keys with `max_concurrency`), per process.
+    pub concurrency: std::sync::Arc<ConcurrencyLimiter>,
     pub requests_per_minute: u64,
     pub burst: u64,
     pub tokens_per_minute: Option<u64>,
@@ -26,6 +28,8 @@ pub struct RateLimits {
 pub struct Admitted {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub tokens: Option<TokenReservation>,
+    /// Held until the request is billed (the end of a stream).
+    pub in_flight: Option<ConcurrencyPermit>,
 }
 
 impl RateLimits {
@@ -54,6 +58,33 @@ impl RateLimits {
         let tokens = tpm
             .and_then(|tpm| Gcra::per_minute(tpm, tpm, TICKS_PER_SECOND))
             .map(|gcra| (gcra, worst_case.unwrap_or(0).max(1)));
+        if key.rpm == Some(0) || (worst_case.is_some() && key.tpm == Some(0)) {
+            // A zero limit allows nothing; a bucket cannot express it.
+            let kind = if key.rpm == Some(0) {
+                LimitKind::Requests
+            } else {
+                LimitKind::Tokens
+            };
+            return Err(GatewayError::RateLimited {
+                kind,
+                message: "This API key's rate limit is 0: it may not make requests.".into(),
+                retry_after: Duration::from_secs(60),
+                headers: Vec::new(),
+            });
+        }
+        let in_flight = match key.max_concurrency {
+            Some(max) => Some(self.concurrency.try_acquire(key.id, max).ok_or_else(|| {
+                GatewayError::RateLimited {
+                    kind: LimitKind::Requests,
+                    message: format!(
+                        "Too many concurrent requests: this API key may have {max} in flight."
+                    ),
+                    retry_after: Duration::from_secs(1),
+                    headers: Vec::new(),
+                }
+            })?),
+            None => None,
+        };
         let subject = format!("key:{}", key.id);
         let admission = Admission {
             subject: &subject,
@@ -72,6 +103,7 @@ impl RateLimits {
             None => Ok(Admitted {
                 headers,
                 tokens: reservation,
+                in_flight,
             }),
             Some(kind) => Err(refusal(kind, &decision, tokens, headers)),
         }

@@ -154,9 +154,9 @@ impl Pipeline {
             ),
             _ => None,
         };
-        let (limit_headers, token_reservation) = match admitted {
-            Some(admitted) => (admitted.headers, admitted.tokens),
-            None => (Vec::new(), None),
+        let (limit_headers, token_reservation, in_flight) = match admitted {
+            Some(admitted) => (admitted.headers, admitted.tokens, admitted.in_flight),
+            None => (Vec::new(), None, None),
         };
         let hide_usage = request.usage_injected();
         let body =
@@ -172,7 +172,8 @@ impl Pipeline {
             Arc::clone(&self.metrics),
             body.clone(),
         )
-        .holding_rate_tokens(token_reservation);
+        .holding_rate_tokens(token_reservation)
+        .holding_in_flight(in_flight);
         let result = forward::forward(forward::Forward {
             clients,
             pool: &pool,

@@ -3,6 +3,7 @@
 //! Redis by one atomic script per decision ([`shared`]), falling back as configured when Redis
 //! fails. Token charges are reserved at admission and corrected when the request is billed.
 
+pub mod concurrency;
 pub mod gcra;
 pub mod local;
 pub mod shared;
@@ -11,6 +12,7 @@ mod upkeep;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use concurrency::{ConcurrencyLimiter, ConcurrencyPermit};
 pub use gcra::Gcra;
 pub use local::LocalLimiter;
 pub use shared::{RedisFailureMode, SharedLimiter, SharedSettings};

@@ -6,17 +6,27 @@ use std::time::Duration;
 
 use actix::{Actor, AsyncContext, Context};
 
-use super::LocalLimiter;
+use super::{ConcurrencyLimiter, LocalLimiter};
 
 /// Sweeps idle buckets every `interval`.
 pub struct LimiterUpkeep {
     limiter: Arc<LocalLimiter>,
+    concurrency: Arc<ConcurrencyLimiter>,
     interval: Duration,
 }
 
 impl LimiterUpkeep {
-    pub fn start_upkeep(limiter: Arc<LocalLimiter>, interval: Duration) -> actix::Addr<Self> {
-        LimiterUpkeep { limiter, interval }.start()
+    pub fn start_upkeep(
+        limiter: Arc<LocalLimiter>,
+        concurrency: Arc<ConcurrencyLimiter>,
+        interval: Duration,
+    ) -> actix::Addr<Self> {
+        LimiterUpkeep {
+            limiter,
+            concurrency,
+            interval,
+        }
+        .start()
     }
 }
 
@@ -27,6 +37,7 @@ impl Actor for LimiterUpkeep {
         context.set_mailbox_capacity(1);
         context.run_interval(self.interval, |upkeep, _| {
             let limiter = &upkeep.limiter;
+            upkeep.concurrency.sweep();
             let removed = limiter.sweep_at(limiter.now());
             if removed > 0 {
                 tracing::debug!(
