@@ -32,6 +32,9 @@ pub struct CreateKeyRequest {
     pub expires_at: Option<i64>,
     #[serde(default)]
     pub expires_in_days: Option<i64>,
+    /// Requests of this key in flight at once (per gateway process).
+    #[serde(default)]
+    pub max_concurrency: Option<i64>,
 }
 
 fn double<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
@@ -56,6 +59,8 @@ pub struct UpdateKeyRequest {
     pub allowed_models: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "double")]
     pub expires_at: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "double")]
+    pub max_concurrency: Option<Option<i64>>,
 }
 
 /// A key as operators see it (never its secret or hash).
@@ -72,6 +77,7 @@ pub struct KeyView {
     pub tpm: Option<i64>,
     pub token_budget: Option<i64>,
     pub allowed_models: Option<Vec<String>>,
+    pub max_concurrency: Option<i64>,
 }
 
 impl From<&KeyRow> for KeyView {
@@ -88,6 +94,7 @@ impl From<&KeyRow> for KeyView {
             tpm: row.tpm,
             token_budget: row.token_budget,
             allowed_models: row.allowed_models(),
+            max_concurrency: row.max_concurrency,
         }
     }
 }
@@ -178,6 +185,7 @@ pub async fn create_key(
     check_limit("rpm", request.rpm)?;
     check_limit("tpm", request.tpm)?;
     check_limit("token_budget", request.token_budget)?;
+    check_limit("max_concurrency", request.max_concurrency)?;
     check_models(&request.allowed_models)?;
     let expires_at = match (request.expires_at, request.expires_in_days) {
         (Some(_), Some(_)) => {
@@ -200,6 +208,7 @@ pub async fn create_key(
             token_budget: request.token_budget,
             allowed_models: request.allowed_models,
             expires_at,
+            max_concurrency: request.max_concurrency,
         },
     };
     let (row, secret) = store.create_key(&new).await.map_err(store_error)?;
@@ -220,6 +229,7 @@ pub async fn update_key(
     check_limit("rpm", request.rpm.flatten())?;
     check_limit("tpm", request.tpm.flatten())?;
     check_limit("token_budget", request.token_budget.flatten())?;
+    check_limit("max_concurrency", request.max_concurrency.flatten())?;
     if let Some(models) = &request.allowed_models {
         check_models(models)?;
     }
@@ -231,6 +241,7 @@ pub async fn update_key(
         token_budget: request.token_budget,
         allowed_models: request.allowed_models,
         expires_at: request.expires_at,
+        max_concurrency: request.max_concurrency,
     };
     store
         .update_key(id, &update)

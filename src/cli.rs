@@ -75,6 +75,9 @@ pub enum KeysCommand {
         /// Total token budget.
         #[arg(long)]
         budget: Option<i64>,
+        /// Requests in flight at once (per gateway process).
+        #[arg(long)]
+        max_concurrency: Option<i64>,
         /// Comma-separated models the key may use (`service/*` allows a whole service).
         #[arg(long, value_delimiter = ',')]
         models: Option<Vec<String>>,
@@ -156,6 +159,7 @@ async fn keys(store: Store, command: KeysCommand) -> anyhow::Result<()> {
             rpm,
             tpm,
             budget,
+            max_concurrency,
             models,
             expires_in_days,
         } => {
@@ -170,6 +174,7 @@ async fn keys(store: Store, command: KeysCommand) -> anyhow::Result<()> {
                     allowed_models: models,
                     expires_at: None,
                     expires_in_days,
+                    max_concurrency,
                 },
             )
             .await

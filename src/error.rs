@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
+use actors::limits::LimitKind;
 use serde::Serialize;
 use tonic::Code;
 
@@ -56,6 +57,18 @@ pub enum GatewayError {
     AdminRequired,
     #[error("{0}")]
     QuotaExceeded(String),
+    /// A request or token rate limit refused the request; OpenAI's 429 with `retry-after`.
+    #[error("{message}")]
+    RateLimited {
+        kind: LimitKind,
+        message: String,
+        retry_after: Duration,
+        /// The `x-ratelimit-*` headers of the refusing decision.
+        headers: Vec<(header::HeaderName, header::HeaderValue)>,
+    },
+    /// Redis failed and `RATE_LIMIT_REDIS_FAILURE=deny`.
+    #[error("Rate limits cannot be checked right now; retry shortly. ({0})")]
+    RateLimiterUnavailable(String),
     #[error("{0}")]
     ResourceNotFound(String),
     #[error("Usage recording is backed up; retry shortly. ({0})")]
@@ -106,13 +119,14 @@ impl GatewayError {
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             GatewayError::ModelNotAllowed(_) | GatewayError::AdminRequired => StatusCode::FORBIDDEN,
-            GatewayError::QuotaExceeded(_) | GatewayError::TooManyConcurrentRequests { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            GatewayError::QuotaExceeded(_)
+            | GatewayError::TooManyConcurrentRequests { .. }
+            | GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::ResourceNotFound(_) => StatusCode::NOT_FOUND,
             GatewayError::NoHealthyEndpoint { .. }
             | GatewayError::Overloaded
             | GatewayError::UsageBacklog(_)
+            | GatewayError::RateLimiterUnavailable(_)
             | GatewayError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamStatus { .. }
@@ -148,7 +162,13 @@ impl GatewayError {
             GatewayError::ModelNotAllowed(_) | GatewayError::AdminRequired => "permission_error",
             GatewayError::QuotaExceeded(_) => "insufficient_quota",
             GatewayError::TooManyConcurrentRequests { .. } => "rate_limit_error",
-            GatewayError::UsageBacklog(_) | GatewayError::StoreUnavailable(_) => "server_error",
+            GatewayError::RateLimited { kind, .. } => match kind {
+                LimitKind::Requests => "requests",
+                LimitKind::Tokens => "tokens",
+            },
+            GatewayError::UsageBacklog(_)
+            | GatewayError::StoreUnavailable(_)
+            | GatewayError::RateLimiterUnavailable(_) => "server_error",
             GatewayError::NoHealthyEndpoint { .. }
             | GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamStatus { .. }
@@ -174,6 +194,8 @@ impl GatewayError {
             GatewayError::AdminRequired => "insufficient_permissions",
             GatewayError::QuotaExceeded(_) => "insufficient_quota",
             GatewayError::TooManyConcurrentRequests { .. } => "too_many_concurrent_requests",
+            GatewayError::RateLimited { .. } => "rate_limit_exceeded",
+            GatewayError::RateLimiterUnavailable(_) => "rate_limiter_unavailable",
             GatewayError::ResourceNotFound(_) => "not_found",
             GatewayError::UsageBacklog(_) => "usage_backlog",
             GatewayError::StoreUnavailable(_) => "database_unavailable",
@@ -204,6 +226,7 @@ impl GatewayError {
             | GatewayError::AdminRequired
             | GatewayError::QuotaExceeded(_)
             | GatewayError::TooManyConcurrentRequests { .. }
+            | GatewayError::RateLimited { .. }
             | GatewayError::ResourceNotFound(_)
             | GatewayError::UnsupportedByService { .. } => ErrorSource::Client,
             GatewayError::UpstreamGrpc { code, .. } => {
@@ -221,6 +244,7 @@ impl GatewayError {
             GatewayError::Overloaded
             | GatewayError::UsageBacklog(_)
             | GatewayError::StoreUnavailable(_)
+            | GatewayError::RateLimiterUnavailable(_)
             | GatewayError::Internal(_) => ErrorSource::Gateway,
         }
     }
@@ -390,9 +414,22 @@ impl ResponseError for GatewayError {
             ErrorSource::Gateway => tracing::error!(code = self.code(), "{self}"),
         }
         let body = serde_json::to_vec(&self.body()).unwrap_or_default();
-        HttpResponse::build(self.status())
-            .insert_header((header::CONTENT_TYPE, "application/json"))
-            .body(body)
+        let mut response = HttpResponse::build(self.status());
+        response.insert_header((header::CONTENT_TYPE, "application/json"));
+        if let GatewayError::RateLimited {
+            retry_after,
+            headers,
+            ..
+        } = self
+        {
+            // Whole seconds, rounded up: a client that waits this long is let through.
+            let seconds = retry_after.as_millis().div_ceil(1000).max(1);
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+            for (name, value) in headers {
+                response.insert_header((name.clone(), value.clone()));
+            }
+        }
+        response.body(body)
     }
 }
 
@@ -440,5 +477,42 @@ mod tests {
         assert_eq!(error.status().as_u16(), 501);
         assert_eq!(error.source_kind(), ErrorSource::Client);
         assert!(!error.is_retryable());
+    }
+}
+
+#[cfg(test)]
+mod rate_limit_tests {
+    use super::*;
+
+    #[test]
+    fn rate_limits_answer_like_openai_with_retry_after() {
+        let error = GatewayError::RateLimited {
+            kind: LimitKind::Tokens,
+            message: "Rate limit reached".into(),
+            retry_after: Duration::from_millis(1_200),
+            headers: vec![(
+                header::HeaderName::from_static("x-ratelimit-remaining-tokens"),
+                header::HeaderValue::from_static("0"),
+            )],
+        };
+        assert_eq!(
+            (error.status().as_u16(), error.error_type(), error.code()),
+            (429, "tokens", "rate_limit_exceeded")
+        );
+        assert_eq!(error.source_kind(), ErrorSource::Client);
+        assert!(!error.is_retryable());
+        let response = error.error_response();
+        assert_eq!(
+            response
+                .headers()
+                .get(header::RETRY_AFTER)
+                .map(|v| v.as_bytes()),
+            Some(&b"2"[..])
+        );
+        assert!(response
+            .headers()
+            .contains_key("x-ratelimit-remaining-tokens"));
+        let unavailable = GatewayError::RateLimiterUnavailable("down".into());
+        assert_eq!(unavailable.status().as_u16(), 503);
     }
 }

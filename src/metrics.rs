@@ -30,6 +30,8 @@ pub struct Metrics {
     tokens: IntCounterVec,
     pending_usage: prometheus::IntGauge,
     key_cache: IntGaugeVec,
+    rate_limit_buckets: prometheus::IntGauge,
+    rate_limit_redis_failures: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -108,6 +110,16 @@ impl Metrics {
             ),
             &["result"],
         )?;
+        let rate_limit_buckets = prometheus::IntGauge::new(
+            "gateway_rate_limit_buckets",
+            "Subjects (keys, client IPs) the in-process rate limiter holds; idle ones are evicted.",
+        )?;
+        let rate_limit_redis_failures = prometheus::IntCounter::new(
+            "gateway_rate_limit_redis_failures_total",
+            "Rate-limit decisions Redis failed to make in time (the fallback decided).",
+        )?;
+        registry.register(Box::new(rate_limit_buckets.clone()))?;
+        registry.register(Box::new(rate_limit_redis_failures.clone()))?;
         registry.register(Box::new(tokens.clone()))?;
         registry.register(Box::new(pending_usage.clone()))?;
         registry.register(Box::new(key_cache.clone()))?;
@@ -129,6 +141,8 @@ impl Metrics {
             tokens,
             pending_usage,
             key_cache,
+            rate_limit_buckets,
+            rate_limit_redis_failures,
         })
     }
 
@@ -171,6 +185,18 @@ impl Metrics {
         self.key_cache
             .with_label_values(&["miss"])
             .set(i64::try_from(misses).unwrap_or(i64::MAX));
+    }
+
+    /// Refreshes the rate-limit gauges from the limiter; called on every scrape.
+    pub fn refresh_limits(&self, limiter: &actors::limits::RateLimiter) {
+        self.rate_limit_buckets
+            .set(i64::try_from(limiter.local_limiter().len()).unwrap_or(i64::MAX));
+        if let Some(shared) = limiter.shared_limiter() {
+            let total = shared.failures();
+            let counted = self.rate_limit_redis_failures.get();
+            self.rate_limit_redis_failures
+                .inc_by(total.saturating_sub(counted));
+        }
     }
 
     pub fn count_stream_fault(&self, service: &str, fault: &str) {

@@ -15,6 +15,7 @@ use anyhow::Context as _;
 use tracing_actix_web::TracingLogger;
 
 use actors::keys::{BudgetLedger, KeyCache, KeyCacheSettings};
+use actors::limits::{ConcurrencyLimiter, LimiterUpkeep, RateLimiter, SharedLimiter};
 use actors::store::Store;
 use actors::usage::{UsageHandle, UsageRecorder};
 
@@ -24,6 +25,7 @@ use crate::discovery::consul::ConsulRegistration;
 use crate::error::GatewayError;
 use crate::graphql::GraphqlState;
 use crate::metrics::Metrics;
+use crate::pipeline::limits::RateLimits;
 use crate::pipeline::Pipeline;
 use crate::request_id::{self, GatewayRootSpan};
 use crate::upstream::{UpstreamClients, UpstreamHealthProbe};
@@ -42,6 +44,8 @@ pub struct AppState {
     pub jwt: JwtKeys,
     pub ws: WsState,
     pub graphql: GraphqlState,
+    /// `/auth/login` attempts per minute per client IP (when rate limits are on).
+    pub login_requests_per_minute: u64,
 }
 
 /// A started gateway: where it listens and the handles tests and `main` need.
@@ -105,6 +109,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
     }
     let ws_hub = WsHubHandle::start(&metrics.registry).context("websocket hub")?;
     actix_web::rt::spawn(crate::ws::close_on_shutdown_signal(ws_hub.clone()));
+    let limits = rate_limits(&config)?;
     let state = web::Data::new(AppState {
         pipeline: Pipeline {
             registry: registry.clone(),
@@ -114,6 +119,11 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
             usage: usage.clone(),
             budgets: BudgetLedger::new(store.clone()),
             default_max_tokens: config.usage.default_max_tokens,
+            limits,
+            cache: config
+                .cache
+                .as_ref()
+                .map(|cache| actors::cache::ResponseCache::new(cache.ttl, cache.max_bytes)),
         },
         metrics: Arc::clone(&metrics),
         max_body_bytes: config.server.max_body_bytes,
@@ -124,6 +134,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
         jwt: JwtKeys::new(&config.auth),
         ws: WsState::new(ws_hub.clone(), config.websocket.clone()),
         graphql: GraphqlState::new(config.graphql.clone()),
+        login_requests_per_minute: config.rate_limit.login_requests_per_minute,
     });
     let http_metrics = PrometheusMetricsBuilder::new("gateway")
         .registry(metrics.registry.clone())
@@ -226,6 +237,39 @@ async fn register_with_consul(
         }
     }
 }
+
+/// The limiter (in-process, or Redis with its fallback) and the actor that evicts its idle
+/// buckets; `None` when rate limits are off.
+fn rate_limits(config: &Config) -> anyhow::Result<Option<RateLimits>> {
+    let settings = &config.rate_limit;
+    if !settings.enabled {
+        return Ok(None);
+    }
+    let limiter = match &settings.redis {
+        Some(shared) => {
+            let redis = SharedLimiter::new(shared).map_err(|e| anyhow::anyhow!(e))?;
+            tracing::info!(prefix = %shared.prefix, fallback = ?shared.failure, "rate limits shared through redis");
+            RateLimiter::with_shared(settings.max_buckets, redis)
+        }
+        None => RateLimiter::local(settings.max_buckets),
+    };
+    let concurrency = std::sync::Arc::new(ConcurrencyLimiter::default());
+    LimiterUpkeep::start_upkeep(
+        std::sync::Arc::clone(limiter.local_limiter()),
+        std::sync::Arc::clone(&concurrency),
+        LIMITER_SWEEP_INTERVAL,
+    );
+    Ok(Some(RateLimits {
+        limiter,
+        concurrency,
+        requests_per_minute: settings.requests_per_minute,
+        burst: settings.burst,
+        tokens_per_minute: settings.tokens_per_minute,
+    }))
+}
+
+/// How often idle rate-limit buckets are evicted.
+const LIMITER_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn cors(origins: Option<&[String]>) -> Cors {
     let origins = origins.unwrap_or_default();

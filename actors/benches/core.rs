@@ -1,10 +1,14 @@
-//! Micro-benchmarks of the core's per-request work: choosing an endpoint and counting tokens.
+//! Micro-benchmarks of the core's per-request work: choosing an endpoint, counting tokens and
+//! deciding rate limits (in-process and through Redis).
 //! Run with `cargo bench -p gateway-actors` (or `make bench-micro`).
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use actors::balance::{pick, Candidate};
+use actors::limits::{
+    Admission, Gcra, LocalLimiter, RateLimiter, RedisFailureMode, SharedLimiter, SharedSettings,
+};
 use actors::BalanceStrategy;
 use criterion::{criterion_group, criterion_main, Criterion};
 use rand::rngs::SmallRng;
@@ -79,11 +83,93 @@ fn token_count(c: &mut Criterion) {
     });
 }
 
+/// One in-process admission (requests and tokens) on a hot key, and spread over 100k keys.
+fn limit_decision_local(c: &mut Criterion) {
+    const SECOND: i64 = 1_000_000_000;
+    let limiter = LocalLimiter::new(1_000_000);
+    let requests = Gcra::per_minute(u64::MAX >> 20, 1_000_000, SECOND);
+    let tokens = Gcra::per_minute(u64::MAX >> 20, 1_000_000, SECOND).map(|g| (g, 100));
+    let subjects: Vec<String> = (0..100_000).map(|i| format!("key:{i}")).collect();
+    let mut group = c.benchmark_group("limit_decision_local");
+    group.bench_function("hot_key", |b| {
+        b.iter(|| {
+            let admission = Admission {
+                subject: "key:1",
+                requests,
+                tokens,
+            };
+            black_box(limiter.admit_at(black_box(&admission), limiter.now()))
+        })
+    });
+    let mut next = 0usize;
+    group.bench_function("100k_keys", |b| {
+        b.iter(|| {
+            next = (next + 1) % subjects.len();
+            let admission = Admission {
+                subject: &subjects[next],
+                requests,
+                tokens,
+            };
+            black_box(limiter.admit_at(black_box(&admission), limiter.now()))
+        })
+    });
+    group.finish();
+}
+
+/// One admission through Redis (`BENCH_REDIS_URL`, default this machine's): the script round
+/// trip, sequentially on one connection. Skipped with a note when Redis does not answer.
+fn limit_decision_redis(c: &mut Criterion) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("limit_decision_redis skipped: {error}");
+            return;
+        }
+    };
+    let url = std::env::var("BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let settings = SharedSettings {
+        url,
+        prefix: format!("gwbench-{}", std::process::id()),
+        timeout: Duration::from_millis(100),
+        pool_size: 1,
+        failure: RedisFailureMode::Deny,
+    };
+    let Ok(limiter) = runtime.block_on(async { SharedLimiter::new(&settings) }) else {
+        eprintln!("limit_decision_redis skipped: no pool");
+        return;
+    };
+    let limiter = RateLimiter::with_shared(1_000, limiter);
+    let requests = Gcra::per_minute(u64::MAX >> 20, 1_000_000, 1_000_000_000);
+    let admission = Admission {
+        subject: "key:1",
+        requests,
+        tokens: None,
+    };
+    if runtime.block_on(limiter.admit(admission)).is_err() {
+        eprintln!("limit_decision_redis skipped: redis does not answer");
+        return;
+    }
+    c.bench_function("limit_decision_redis", |b| {
+        b.iter_custom(|iterations| {
+            runtime.block_on(async {
+                let started = std::time::Instant::now();
+                for _ in 0..iterations {
+                    let _ = black_box(limiter.admit(admission).await);
+                }
+                started.elapsed()
+            })
+        })
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = balancer_pick, token_count
+    targets = balancer_pick, token_count, limit_decision_local, limit_decision_redis
 }
 criterion_main!(benches);

@@ -21,6 +21,7 @@ pub struct ApiKey {
     pub tpm: Option<i64>,
     pub token_budget: Option<i64>,
     pub allowed_models: Option<Vec<String>>,
+    pub max_concurrency: Option<i64>,
 }
 
 impl From<&KeyRow> for ApiKey {
@@ -35,6 +36,7 @@ impl From<&KeyRow> for ApiKey {
             tpm: row.tpm,
             token_budget: row.token_budget,
             allowed_models: row.allowed_models(),
+            max_concurrency: row.max_concurrency,
         }
     }
 }
@@ -318,6 +320,7 @@ mod tests {
             tpm: None,
             token_budget: None,
             allowed_models: allowed.map(|l| l.into_iter().map(String::from).collect()),
+            max_concurrency: None,
         }
     }
 

@@ -5,11 +5,13 @@
 //! through [`pool::UpstreamPoolHandle`].
 
 pub mod balance;
+pub mod cache;
 pub mod discovery;
 pub mod endpoint;
 pub mod ewma;
 pub mod health;
 pub mod keys;
+pub mod limits;
 pub mod pool;
 pub mod registry;
 pub mod retry;

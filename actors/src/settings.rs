@@ -91,6 +91,13 @@ pub struct ServiceSettings {
     pub retry_budget_min: u32,
     /// Credential the gateway presents upstream, if the service needs one.
     pub api_key: Option<String>,
+    /// Cached answers are shared by every key (otherwise each key has its own).
+    pub cache_shared: bool,
+    /// Requests per minute the whole service accepts through this gateway (all keys together),
+    /// to protect self-hosted model servers; `None`: unlimited.
+    pub requests_per_minute: Option<u64>,
+    /// Largest burst of requests for `requests_per_minute`.
+    pub burst: Option<u64>,
 }
 
 impl Default for ServiceSettings {
@@ -106,6 +113,9 @@ impl Default for ServiceSettings {
             retry_budget_ratio: 0.2,
             retry_budget_min: 10,
             api_key: None,
+            cache_shared: false,
+            requests_per_minute: None,
+            burst: None,
         }
     }
 }

@@ -51,6 +51,24 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("GRAPHQL_ENABLED", "graphql.enabled"),
     ("GRAPHQL_PLAYGROUND", "graphql.playground"),
     ("GRAPHQL_INTROSPECTION", "graphql.introspection"),
+    ("RATE_LIMIT_ENABLED", "rate_limit.enabled"),
+    (
+        "RATE_LIMIT_REQUESTS_PER_MINUTE",
+        "rate_limit.requests_per_minute",
+    ),
+    ("RATE_LIMIT_BURST", "rate_limit.burst"),
+    (
+        "RATE_LIMIT_TOKENS_PER_MINUTE",
+        "rate_limit.tokens_per_minute",
+    ),
+    ("RATE_LIMIT_REDIS_FAILURE", "rate_limit.redis_failure"),
+    ("REDIS_ENABLED", "redis.enabled"),
+    ("REDIS_URL", "redis.url"),
+    ("REDIS_KEY_PREFIX", "redis.key_prefix"),
+    ("REDIS_TIMEOUT_MS", "redis.timeout_ms"),
+    ("CACHE_ENABLED", "cache.enabled"),
+    ("CACHE_TTL_SECS", "cache.ttl_secs"),
+    ("CACHE_MAX_BYTES", "cache.max_bytes"),
 ];
 
 /// Builds the layer from the given variables: the process environment in production, a fixed
@@ -95,6 +113,9 @@ const VERBATIM: &[&str] = &[
     "DATABASE_URL",
     "JWT_SECRET",
     "JWT_EXPIRY",
+    "RATE_LIMIT_REDIS_FAILURE",
+    "REDIS_URL",
+    "REDIS_KEY_PREFIX",
 ];
 
 /// One variable as a figment provider, so an error names the variable it came from.

@@ -146,6 +146,9 @@ pub struct Config {
     pub usage: UsageConfig,
     pub websocket: WebSocketConfig,
     pub graphql: GraphqlConfig,
+    pub rate_limit: RateLimitConfig,
+    /// `None` when `CACHE_ENABLED=false`.
+    pub cache: Option<CacheConfig>,
     /// The merged raw layers, for `check-config`.
     pub raw: RawConfig,
 }
@@ -204,6 +207,25 @@ pub struct GraphqlConfig {
     pub introspection: bool,
     pub max_depth: usize,
     pub max_complexity: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    pub ttl: Duration,
+    pub max_bytes: u64,
+}
+
+/// Rate limits. `None` fields are unlimited.
+#[derive(Debug, Clone)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    pub requests_per_minute: u64,
+    pub burst: u64,
+    pub tokens_per_minute: Option<u64>,
+    pub login_requests_per_minute: u64,
+    pub max_buckets: usize,
+    /// `Some` when limits are shared through Redis.
+    pub redis: Option<actors::limits::SharedSettings>,
 }
 
 /// Parses `24h`, `30m`, `45s` or a plain number of seconds.
@@ -271,6 +293,9 @@ impl Config {
         }
         if raw.discovery.consul.token.is_some() {
             raw.discovery.consul.token = Some("********".into());
+        }
+        if raw.redis.url.is_some() {
+            raw.redis.url = Some("********".into());
         }
         if let Some(url) = &raw.database.url {
             raw.database.url = Some(
@@ -481,6 +506,14 @@ pub fn validate(raw: RawConfig, env: &str) -> Result<Config, ConfigError> {
     if graphql.max_depth < 2 || graphql.max_complexity == 0 {
         errors.push("graphql: max_depth must be at least 2 and max_complexity positive".into());
     }
+    let rate_limit = rate_limit(&raw, &mut errors);
+    if raw.cache.ttl_secs == 0 || raw.cache.max_bytes == 0 {
+        errors.push("cache: ttl_secs and max_bytes must be positive".into());
+    }
+    let cache = raw.cache.enabled.then(|| CacheConfig {
+        ttl: Duration::from_secs(raw.cache.ttl_secs),
+        max_bytes: raw.cache.max_bytes,
+    });
     let (Some(database), true) = (database, errors.is_empty()) else {
         return Err(ConfigError(errors));
     };
@@ -508,6 +541,8 @@ pub fn validate(raw: RawConfig, env: &str) -> Result<Config, ConfigError> {
         database,
         auth,
         usage,
+        rate_limit,
+        cache,
         env: env.to_string(),
         server: ServerConfig {
             bind: server.bind.clone(),
@@ -662,6 +697,70 @@ fn kubernetes_config(raw: &raw::RawKubernetes, errors: &mut Vec<String>) -> Kube
     }
 }
 
+fn rate_limit(raw: &RawConfig, errors: &mut Vec<String>) -> RateLimitConfig {
+    let limits = &raw.rate_limit;
+    for (field, value) in [
+        ("requests_per_minute", limits.requests_per_minute),
+        ("burst", limits.burst),
+        (
+            "login_requests_per_minute",
+            limits.login_requests_per_minute,
+        ),
+    ] {
+        if value == 0 {
+            errors.push(format!("rate_limit.{field}: must be positive"));
+        }
+    }
+    if limits.tokens_per_minute == Some(0) {
+        errors.push(
+            "rate_limit.tokens_per_minute: must be positive (leave unset for no limit)".into(),
+        );
+    }
+    if limits.max_buckets == 0 {
+        errors.push("rate_limit.max_buckets: must be positive".into());
+    }
+    let redis = &raw.redis;
+    let shared = if redis.enabled {
+        match redis.url.as_deref().filter(|u| !u.is_empty()) {
+            Some(url) if url.starts_with("redis://") => Some(actors::limits::SharedSettings {
+                url: url.to_string(),
+                prefix: redis.key_prefix.clone(),
+                timeout: Duration::from_millis(redis.timeout_ms.max(1)),
+                pool_size: redis.pool_size.max(1),
+                failure: match limits.redis_failure {
+                    raw::RawRedisFailure::Local => actors::limits::RedisFailureMode::Local,
+                    raw::RawRedisFailure::Allow => actors::limits::RedisFailureMode::Allow,
+                    raw::RawRedisFailure::Deny => actors::limits::RedisFailureMode::Deny,
+                },
+            }),
+            Some(_) => {
+                errors.push(
+                    "redis.url (REDIS_URL): must start with redis:// (TLS is not built in)".into(),
+                );
+                None
+            }
+            None => {
+                errors.push("redis.url (REDIS_URL): required when redis.enabled = true".into());
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if redis.key_prefix.is_empty() {
+        errors.push("redis.key_prefix: must not be empty".into());
+    }
+    RateLimitConfig {
+        enabled: limits.enabled,
+        requests_per_minute: limits.requests_per_minute,
+        burst: limits.burst,
+        tokens_per_minute: limits.tokens_per_minute,
+        login_requests_per_minute: limits.login_requests_per_minute,
+        max_buckets: limits.max_buckets,
+        redis: shared,
+    }
+}
+
 fn service_settings(
     base: &ServiceSettings,
     raw: &RawServiceSettings,
@@ -707,12 +806,20 @@ fn service_settings(
         retry_budget_ratio: raw.retry_budget_ratio.unwrap_or(base.retry_budget_ratio),
         retry_budget_min: raw.retry_budget_min.unwrap_or(base.retry_budget_min),
         api_key: raw.api_key.clone().or_else(|| base.api_key.clone()),
+        cache_shared: raw.cache_shared.unwrap_or(base.cache_shared),
+        requests_per_minute: raw.requests_per_minute.or(base.requests_per_minute),
+        burst: raw.burst.or(base.burst),
     };
     let mut check = |ok: bool, field: &str, message: &str| {
         if !ok {
             errors.push(format!("{path}.{field}: {message}"));
         }
     };
+    check(
+        settings.requests_per_minute != Some(0) && settings.burst != Some(0),
+        "requests_per_minute",
+        "requests_per_minute and burst must be positive",
+    );
     check(
         settings.max_attempts >= 1,
         "max_attempts",

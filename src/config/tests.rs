@@ -465,3 +465,87 @@ fn websocket_and_graphql_limits() {
         &["websocket.max_frames"],
     );
 }
+fn rate_limit_and_redis_variables_apply() {
+    let config = load(&[], &[]).expect("valid");
+    let limits = &config.rate_limit;
+    assert!(!limits.enabled && limits.redis.is_none());
+    assert_eq!((limits.requests_per_minute, limits.burst), (60, 10));
+    let config = load(
+        &[],
+        &[
+            ("RATE_LIMIT_ENABLED", "true"),
+            ("RATE_LIMIT_REQUESTS_PER_MINUTE", "120"),
+            ("RATE_LIMIT_BURST", "4"),
+            ("RATE_LIMIT_TOKENS_PER_MINUTE", "5000"),
+            ("RATE_LIMIT_REDIS_FAILURE", "deny"),
+            ("REDIS_ENABLED", "true"),
+            ("REDIS_URL", "redis://:hunter2@127.0.0.1:6379/0"),
+            ("REDIS_KEY_PREFIX", "edge1"),
+            ("REDIS_TIMEOUT_MS", "20"),
+        ],
+    )
+    .expect("valid");
+    let limits = &config.rate_limit;
+    assert!(limits.enabled);
+    assert_eq!(
+        (
+            limits.requests_per_minute,
+            limits.burst,
+            limits.tokens_per_minute
+        ),
+        (120, 4, Some(5000))
+    );
+    let redis = limits.redis.as_ref().expect("redis");
+    assert_eq!(redis.failure, actors::limits::RedisFailureMode::Deny);
+    assert_eq!(
+        (redis.prefix.as_str(), redis.timeout),
+        ("edge1", Duration::from_millis(20))
+    );
+    assert!(!config.render_masked().contains("hunter2"));
+}
+
+#[test]
+fn bad_rate_limit_settings_are_reported() {
+    check_error(
+        &[],
+        &[
+            ("RATE_LIMIT_BURST", "0"),
+            ("RATE_LIMIT_TOKENS_PER_MINUTE", "0"),
+            ("REDIS_ENABLED", "true"),
+        ],
+        &[
+            "rate_limit.burst",
+            "rate_limit.tokens_per_minute",
+            "REDIS_URL",
+        ],
+    );
+    check_error(
+        &[],
+        &[("REDIS_ENABLED", "true"), ("REDIS_URL", "rediss://x:6380")],
+        &["redis://"],
+    );
+    check_error(
+        &[],
+        &[("RATE_LIMIT_REDIS_FAILURE", "panic")],
+        &["redis_failure"],
+    );
+}
+
+#[test]
+fn cache_variables_apply() {
+    assert!(load(&[], &[]).expect("valid").cache.is_none());
+    let config = load(
+        &[("default.toml", "[services.shared]\ncache_shared = true\n")],
+        &[
+            ("CACHE_ENABLED", "true"),
+            ("CACHE_TTL_SECS", "7"),
+            ("CACHE_MAX_BYTES", "1000"),
+        ],
+    )
+    .expect("valid");
+    let cache = config.cache.expect("cache on");
+    assert_eq!((cache.ttl, cache.max_bytes), (Duration::from_secs(7), 1000));
+    assert!(config.registry.services["shared"].cache_shared);
+    assert!(!config.registry.defaults.cache_shared);
+    check_error(&[], &[("CACHE_TTL_SECS", "0")], &["cache: ttl_secs"]);
+}

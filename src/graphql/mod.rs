@@ -96,6 +96,8 @@ async fn run_chat(job: ChatJob, state: &AppState, clients: &UpstreamClients) {
         let context = RequestContext {
             request_id: &request_id,
             key: job.key,
+            // The cache opt-in header is a REST feature; deterministic requests still hit.
+            cache_opt_in: false,
         };
         let response = state.pipeline.execute(clients, parsed, context).await?;
         let status = response.status.as_u16();

@@ -132,6 +132,8 @@ pub struct Key {
     rpm: Option<f64>,
     tpm: Option<f64>,
     token_budget: Option<f64>,
+    /// Requests in flight at once (per gateway process).
+    max_concurrency: Option<f64>,
     allowed_models: Option<Vec<String>>,
 }
 
@@ -149,6 +151,7 @@ impl From<KeyView> for Key {
             rpm: float(view.rpm),
             tpm: float(view.tpm),
             token_budget: float(view.token_budget),
+            max_concurrency: float(view.max_concurrency),
             allowed_models: view.allowed_models,
         }
     }
@@ -282,6 +285,7 @@ pub struct CreateKeyInput {
     rpm: Option<f64>,
     tpm: Option<f64>,
     token_budget: Option<f64>,
+    max_concurrency: Option<f64>,
     allowed_models: Option<Vec<String>>,
     expires_in_days: Option<i32>,
 }
@@ -292,6 +296,7 @@ pub struct KeyLimitsInput {
     rpm: Nullable<f64>,
     tpm: Nullable<f64>,
     token_budget: Nullable<f64>,
+    max_concurrency: Nullable<f64>,
     allowed_models: Nullable<Vec<String>>,
 }
 
@@ -371,6 +376,7 @@ impl Mutation {
                 rpm: whole("rpm", input.rpm)?,
                 tpm: whole("tpm", input.tpm)?,
                 token_budget: whole("token_budget", input.token_budget)?,
+                max_concurrency: whole("max_concurrency", input.max_concurrency)?,
                 allowed_models: input.allowed_models,
                 expires_at: None,
                 expires_in_days: input.expires_in_days.map(i64::from),
@@ -410,6 +416,7 @@ impl Mutation {
                 rpm: tristate("rpm", input.rpm)?,
                 tpm: tristate("tpm", input.tpm)?,
                 token_budget: tristate("token_budget", input.token_budget)?,
+                max_concurrency: tristate("max_concurrency", input.max_concurrency)?,
                 allowed_models: match input.allowed_models {
                     Nullable::ImplicitNull => None,
                     Nullable::ExplicitNull => Some(None),

@@ -1,6 +1,6 @@
 //! `/auth/login` and the admin REST API (`/admin/*`, admin JWT required).
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use actors::store::now_millis;
 use actors::store::users::Role;
 use bytes::Bytes;
@@ -30,7 +30,23 @@ struct Token {
     role: &'static str,
 }
 
-pub async fn login(body: Bytes, state: web::Data<AppState>) -> Result<HttpResponse, GatewayError> {
+pub async fn login(
+    request: HttpRequest,
+    body: Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, GatewayError> {
+    // Per client IP, before any password work: guessing passwords is slow and costly for us.
+    // The peer address, not a forwarded header a client could forge.
+    if let (Some(limits), Some(peer)) = (&state.pipeline.limits, request.peer_addr()) {
+        let subject = format!("ip:{}", peer.ip());
+        crate::pipeline::limits::admit_subject(
+            &limits.limiter,
+            &subject,
+            state.login_requests_per_minute,
+            state.login_requests_per_minute,
+        )
+        .await?;
+    }
     let login: Login = parse_json(&body)?;
     if login.username.len() > 128 || login.password.len() > 1024 {
         return Err(GatewayError::Unauthorized {

@@ -58,9 +58,15 @@ async fn serve(
         .get::<RequestId>()
         .map(|id| id.0.clone())
         .unwrap_or_default();
+    let cache_opt_in = request
+        .headers()
+        .get(crate::pipeline::cache::OPT_IN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| matches!(v.trim(), "true" | "1" | "on"));
     let context = RequestContext {
         request_id: &request_id,
         key,
+        cache_opt_in,
     };
     let response = state.pipeline.execute(clients, parsed, context).await?;
     let upstream_time = response.upstream_time;

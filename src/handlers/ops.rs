@@ -74,6 +74,9 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     state
         .metrics
         .refresh_accounting(state.pipeline.usage.pending(), state.keys.counts());
+    if let Some(limits) = &state.pipeline.limits {
+        state.metrics.refresh_limits(&limits.limiter);
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render())

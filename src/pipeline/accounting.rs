@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actors::keys::Reservation;
+use actors::limits::{ConcurrencyPermit, TokenReservation};
 use actors::store::now_millis;
 use actors::store::usage::UsageEvent;
 use actors::tokens;
@@ -28,6 +29,12 @@ pub struct Tokens {
 pub struct UsageTicket {
     slot: Option<UsageSlot>,
     reservation: Option<Reservation>,
+    /// The token-per-minute charge, corrected to real use like the budget.
+    rate_tokens: Option<TokenReservation>,
+    /// The key's place among its requests in flight, freed when the request is billed.
+    in_flight: Option<ConcurrencyPermit>,
+    /// Answered from the response cache: recorded as cached, never billed.
+    cached: bool,
     request_id: String,
     key_id: Option<i64>,
     model: String,
@@ -55,6 +62,9 @@ impl UsageTicket {
         UsageTicket {
             slot: Some(slot),
             reservation,
+            rate_tokens: None,
+            in_flight: None,
+            cached: false,
             request_id: request_id.to_string(),
             key_id,
             model: model.to_string(),
@@ -64,6 +74,24 @@ impl UsageTicket {
             metrics,
             prompt_body,
         }
+    }
+
+    /// Adds the token-per-minute reservation made at admission; it settles with the budget.
+    pub fn holding_rate_tokens(mut self, reservation: Option<TokenReservation>) -> Self {
+        self.rate_tokens = reservation;
+        self
+    }
+
+    /// Holds the key's concurrency permit until the request is billed.
+    pub fn holding_in_flight(mut self, permit: Option<ConcurrencyPermit>) -> Self {
+        self.in_flight = permit;
+        self
+    }
+
+    /// Marks the request as answered from the cache.
+    pub fn from_cache(mut self) -> Self {
+        self.cached = true;
+        self
     }
 
     /// Records the request; `tokens` is what gets billed.
@@ -78,11 +106,17 @@ impl UsageTicket {
         if let Some(reservation) = self.reservation.take() {
             reservation.settle(tokens.prompt + tokens.completion);
         }
+        if let Some(reservation) = self.rate_tokens.take() {
+            reservation.settle(tokens.prompt + tokens.completion);
+        }
+        self.in_flight = None;
         let key_label = self
             .key_id
             .map_or_else(|| "none".to_string(), |id| id.to_string());
-        self.metrics
-            .count_tokens(&key_label, &self.model, tokens.prompt, tokens.completion);
+        if !self.cached {
+            self.metrics
+                .count_tokens(&key_label, &self.model, tokens.prompt, tokens.completion);
+        }
         slot.record(UsageEvent {
             request_id: self.request_id.clone(),
             key_id: self.key_id,
@@ -93,7 +127,7 @@ impl UsageTicket {
             prompt_tokens: tokens.prompt,
             completion_tokens: tokens.completion,
             estimated: tokens.estimated,
-            cached: false,
+            cached: self.cached,
             status: i32::from(status),
             latency_ms: i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX),
             created_at: now_millis(),

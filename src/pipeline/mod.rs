@@ -4,8 +4,10 @@
 //! WebSocket, GraphQL and gRPC front-ends to come reuse it unchanged.
 
 pub mod accounting;
+pub mod cache;
 mod forward;
 mod grpc;
+pub mod limits;
 pub mod request;
 pub mod sse;
 
@@ -36,6 +38,10 @@ pub struct Pipeline {
     pub budgets: BudgetLedger,
     /// Completion tokens reserved when a request sets no `max_tokens`.
     pub default_max_tokens: i64,
+    /// `None` when `RATE_LIMIT_ENABLED=false`.
+    pub limits: Option<limits::RateLimits>,
+    /// `None` when `CACHE_ENABLED=false`.
+    pub cache: Option<actors::cache::ResponseCache>,
 }
 
 /// Who is asking, for policy and billing.
@@ -43,6 +49,9 @@ pub struct RequestContext<'a> {
     pub request_id: &'a str,
     /// `None` only when authentication is off.
     pub key: Option<Arc<ApiKey>>,
+    /// The client opted a non-deterministic request into the response cache
+    /// ([`cache::OPT_IN_HEADER`]).
+    pub cache_opt_in: bool,
 }
 
 /// What the upstream answered, ready for any front-end.
@@ -86,34 +95,68 @@ impl Pipeline {
                 .ok_or_else(|| GatewayError::NoHealthyEndpoint {
                     service: route.service.to_string(),
                 })?;
-        // Admission: a place for the usage event, then the budget. Both are released if the
-        // request never reaches an upstream.
+        let cache_key = self.cache.as_ref().and_then(|_| {
+            let scope = if pool.snapshot().settings.cache_shared {
+                format!("service:{}", route.service)
+            } else {
+                context
+                    .key
+                    .as_ref()
+                    .map_or_else(|| "anonymous".to_string(), |k| format!("key:{}", k.id))
+            };
+            cache::key_of(&request, &scope, context.cache_opt_in)
+        });
+        if let (Some(cache), Some(cache_key)) = (&self.cache, &cache_key) {
+            if let Some(answer) = cache.get(cache_key).await {
+                return self
+                    .answer_from_cache(&request, &context, route.service, &answer)
+                    .await;
+            }
+        }
+        // Admission: rate limits first (a refusal there costs nothing), then a place for the
+        // usage event, then the budget. All are released if the request never reaches an
+        // upstream.
+        let key = context.key.as_deref();
+        let limits = self.limits.as_ref().zip(key);
+        let needs_estimate = key.is_some_and(|k| k.token_budget.is_some())
+            || limits.is_some_and(|(limits, key)| limits.limits_tokens(key));
+        let worst_case = if needs_estimate {
+            actors::tokens::worst_case(&request.body, self.default_max_tokens)
+        } else {
+            0
+        };
+        let admitted = match limits {
+            Some((limits, key)) => Some(limits.admit(key, Some(worst_case)).await?),
+            None => None,
+        };
+        self.admit_service(&pool, route.service).await?;
         let slot = self
             .usage
             .reserve()
             .map_err(|backlog| GatewayError::UsageBacklog(backlog.to_string()))?;
-        let reservation = match context.key.as_deref() {
+        let reservation = match key {
             Some(ApiKey {
                 id,
                 token_budget: Some(budget),
                 ..
-            }) => {
-                let worst_case = actors::tokens::worst_case(&request.body, self.default_max_tokens);
-                Some(
-                    self.budgets
-                        .reserve(*id, *budget, worst_case)
-                        .await
-                        .map_err(|error| match error {
-                            BudgetError::Exhausted { .. } => GatewayError::QuotaExceeded(format!(
-                                "You exceeded your token budget: {error}."
-                            )),
-                            BudgetError::Store(error) => {
-                                GatewayError::StoreUnavailable(error.to_string())
-                            }
-                        })?,
-                )
-            }
+            }) => Some(
+                self.budgets
+                    .reserve(*id, *budget, worst_case)
+                    .await
+                    .map_err(|error| match error {
+                        BudgetError::Exhausted { .. } => GatewayError::QuotaExceeded(format!(
+                            "You exceeded your token budget: {error}."
+                        )),
+                        BudgetError::Store(error) => {
+                            GatewayError::StoreUnavailable(error.to_string())
+                        }
+                    })?,
+            ),
             _ => None,
+        };
+        let (limit_headers, token_reservation, in_flight) = match admitted {
+            Some(admitted) => (admitted.headers, admitted.tokens, admitted.in_flight),
+            None => (Vec::new(), None, None),
         };
         let hide_usage = request.usage_injected();
         let body =
@@ -128,7 +171,9 @@ impl Pipeline {
             request.kind,
             Arc::clone(&self.metrics),
             body.clone(),
-        );
+        )
+        .holding_rate_tokens(token_reservation)
+        .holding_in_flight(in_flight);
         let result = forward::forward(forward::Forward {
             clients,
             pool: &pool,
@@ -142,11 +187,27 @@ impl Pipeline {
         .await;
         match result {
             Ok(mut response) => {
+                response.headers.extend(limit_headers);
+                if cache_key.is_some() {
+                    response.headers.push(cache::x_cache(false));
+                }
                 let status = response.status.as_u16();
+                let mut to_cache = None;
                 response.body = match response.body {
                     PipelineBody::Full(bytes) => {
                         let tokens = ticket.tokens_of_body(status, &bytes);
                         ticket.finish(status, &response.endpoint, tokens);
+                        // Only whole 200 answers to non-streaming requests are cached.
+                        if status == 200 && !request.stream {
+                            to_cache = cache_key.map(|key| {
+                                let answer = actors::cache::CachedAnswer {
+                                    body: bytes.clone(),
+                                    prompt_tokens: tokens.prompt,
+                                    completion_tokens: tokens.completion,
+                                };
+                                (key, answer)
+                            });
+                        }
                         PipelineBody::Full(bytes)
                     }
                     PipelineBody::Sse(relay) => {
@@ -161,6 +222,9 @@ impl Pipeline {
                         }))
                     }
                 };
+                if let (Some(cache), Some((key, answer))) = (&self.cache, to_cache) {
+                    cache.insert(key, answer).await;
+                }
                 Ok(response)
             }
             Err(error) => {
@@ -168,5 +232,97 @@ impl Pipeline {
                 Err(error)
             }
         }
+    }
+
+    /// Answers from the cache: counts against the key's request limit (not its tokens or
+    /// budget), and is recorded in usage as cached.
+    async fn answer_from_cache(
+        &self,
+        request: &ParsedRequest,
+        context: &RequestContext<'_>,
+        service: &str,
+        answer: &actors::cache::CachedAnswer,
+    ) -> Result<PipelineResponse, GatewayError> {
+        let mut headers = match (&self.limits, context.key.as_deref()) {
+            (Some(limits), Some(key)) => limits.admit(key, None).await?.headers,
+            _ => Vec::new(),
+        };
+        if let Some(pool) = self.registry.pool(service) {
+            self.admit_service(&pool, service).await?;
+        }
+        let slot = self
+            .usage
+            .reserve()
+            .map_err(|backlog| GatewayError::UsageBacklog(backlog.to_string()))?;
+        let ticket = accounting::UsageTicket::new(
+            slot,
+            None,
+            context.request_id,
+            context.key.as_ref().map(|k| k.id),
+            &request.model,
+            service,
+            request.kind,
+            Arc::clone(&self.metrics),
+            Bytes::new(),
+        )
+        .from_cache();
+        ticket.finish(
+            200,
+            "cache",
+            accounting::Tokens {
+                prompt: answer.prompt_tokens,
+                completion: answer.completion_tokens,
+                estimated: false,
+            },
+        );
+        headers.push(cache::x_cache(true));
+        let body = if request.stream {
+            let include_usage = !request.usage_injected()
+                && serde_json::from_slice::<serde_json::Value>(&request.body)
+                    .ok()
+                    .and_then(|b| b.pointer("/stream_options/include_usage")?.as_bool())
+                    .unwrap_or(false);
+            headers.push((
+                actix_web::http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            ));
+            cache::replay_as_sse(request.kind, answer, include_usage)
+        } else {
+            headers.push((
+                actix_web::http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ));
+            answer.body.clone()
+        };
+        Ok(PipelineResponse {
+            status: StatusCode::OK,
+            headers,
+            body: PipelineBody::Full(body),
+            upstream_time: Duration::ZERO,
+            endpoint: "cache".to_string(),
+        })
+    }
+
+    /// The service's own request limit (every key together), when it has one.
+    async fn admit_service(
+        &self,
+        pool: &actors::UpstreamPoolHandle,
+        service: &str,
+    ) -> Result<(), GatewayError> {
+        let Some(limits) = &self.limits else {
+            return Ok(());
+        };
+        let settings = Arc::clone(&pool.snapshot().settings);
+        let Some(per_minute) = settings.requests_per_minute else {
+            return Ok(());
+        };
+        let burst = settings.burst.unwrap_or((per_minute / 60).max(1));
+        limits::admit_subject(
+            &limits.limiter,
+            &format!("service:{service}"),
+            per_minute,
+            burst,
+        )
+        .await
     }
 }

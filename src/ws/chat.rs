@@ -50,6 +50,8 @@ pub async fn run(
     let context = RequestContext {
         request_id: &request_id,
         key: request.key,
+        // The cache opt-in header is a REST feature; deterministic requests still hit.
+        cache_opt_in: false,
     };
     let response = match state.pipeline.execute(&clients, parsed, context).await {
         Ok(response) => response,

@@ -28,6 +28,7 @@ pub struct KeyRow {
     pub tpm: Option<i64>,
     pub token_budget: Option<i64>,
     pub allowed_models: Option<String>,
+    pub max_concurrency: Option<i64>,
 }
 
 impl KeyRow {
@@ -47,6 +48,7 @@ pub struct KeyLimits {
     pub token_budget: Option<i64>,
     pub allowed_models: Option<Vec<String>>,
     pub expires_at: Option<i64>,
+    pub max_concurrency: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -65,6 +67,7 @@ pub struct KeyUpdate {
     pub token_budget: Option<Option<i64>>,
     pub allowed_models: Option<Option<Vec<String>>>,
     pub expires_at: Option<Option<i64>>,
+    pub max_concurrency: Option<Option<i64>>,
 }
 
 /// The lookup form of a secret.
@@ -112,6 +115,7 @@ struct InsertKey<'a> {
     tpm: Option<i64>,
     token_budget: Option<i64>,
     allowed_models: Option<String>,
+    max_concurrency: Option<i64>,
 }
 
 impl Store {
@@ -130,6 +134,7 @@ impl Store {
             tpm: new.limits.tpm,
             token_budget: new.limits.token_budget,
             allowed_models: encode_models(&new.limits.allowed_models),
+            max_concurrency: new.limits.max_concurrency,
         };
         let key = with_conn!(self, conn => {
             diesel::insert_into(api_keys::table)
@@ -215,6 +220,9 @@ impl Store {
         if let Some(expires) = update.expires_at {
             row.expires_at = expires;
         }
+        if let Some(max) = update.max_concurrency {
+            row.max_concurrency = max;
+        }
         let values = (
             api_keys::name.eq(row.name.clone()),
             api_keys::rpm.eq(row.rpm),
@@ -222,6 +230,7 @@ impl Store {
             api_keys::token_budget.eq(row.token_budget),
             api_keys::allowed_models.eq(row.allowed_models.clone()),
             api_keys::expires_at.eq(row.expires_at),
+            api_keys::max_concurrency.eq(row.max_concurrency),
         );
         with_conn!(self, conn => {
             diesel::update(api_keys::table.find(id))

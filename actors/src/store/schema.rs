@@ -14,6 +14,7 @@ diesel::table! {
         tpm -> Nullable<BigInt>,
         token_budget -> Nullable<BigInt>,
         allowed_models -> Nullable<Text>,
+        max_concurrency -> Nullable<BigInt>,
     }
 }
 

@@ -1,0 +1,221 @@
+//! Rate-limit admission for the pipeline: which buckets a request meets, and the decision as
+//! OpenAI's `x-ratelimit-*` headers or a 429.
+
+use std::time::Duration;
+
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actors::keys::ApiKey;
+use actors::limits::{Admission, Decision, Gcra, LimitError, LimitKind, RateLimiter};
+use actors::limits::{ConcurrencyLimiter, ConcurrencyPermit, LimitStatus, TokenReservation};
+
+use crate::error::GatewayError;
+
+/// In-process buckets count in nanoseconds.
+const TICKS_PER_SECOND: i64 = 1_000_000_000;
+
+/// The limits every key meets, with its own `rpm`/`tpm` taking precedence.
+#[derive(Clone)]
+pub struct RateLimits {
+    pub limiter: RateLimiter,
+    /// Requests in flight per key (keys with `max_concurrency`), per process.
+    pub concurrency: std::sync::Arc<ConcurrencyLimiter>,
+    pub requests_per_minute: u64,
+    pub burst: u64,
+    pub tokens_per_minute: Option<u64>,
+}
+
+/// What an allowed request carries on: its headers and its token charge.
+pub struct Admitted {
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub tokens: Option<TokenReservation>,
+    /// Held until the request is billed (the end of a stream).
+    pub in_flight: Option<ConcurrencyPermit>,
+}
+
+impl RateLimits {
+    /// Whether `key`'s admission needs the request's token estimate.
+    pub fn limits_tokens(&self, key: &ApiKey) -> bool {
+        key.tpm.is_some() || self.tokens_per_minute.is_some()
+    }
+
+    /// Decides one request of `key` that may use up to `worst_case` tokens (`None`: the
+    /// request costs no tokens, as a cache hit, and meets the request bucket only).
+    pub async fn admit(
+        &self,
+        key: &ApiKey,
+        worst_case: Option<i64>,
+    ) -> Result<Admitted, GatewayError> {
+        let rpm = key
+            .rpm
+            .and_then(|r| u64::try_from(r).ok())
+            .unwrap_or(self.requests_per_minute);
+        let requests = Gcra::per_minute(rpm, self.burst, TICKS_PER_SECOND);
+        let tpm = key
+            .tpm
+            .and_then(|t| u64::try_from(t).ok())
+            .or(self.tokens_per_minute)
+            .filter(|_| worst_case.is_some());
+        let tokens = tpm
+            .and_then(|tpm| Gcra::per_minute(tpm, tpm, TICKS_PER_SECOND))
+            .map(|gcra| (gcra, worst_case.unwrap_or(0).max(1)));
+        if key.rpm == Some(0) || (worst_case.is_some() && key.tpm == Some(0)) {
+            // A zero limit allows nothing; a bucket cannot express it.
+            let kind = if key.rpm == Some(0) {
+                LimitKind::Requests
+            } else {
+                LimitKind::Tokens
+            };
+            return Err(GatewayError::RateLimited {
+                kind,
+                message: "This API key's rate limit is 0: it may not make requests.".into(),
+                retry_after: Duration::from_secs(60),
+                headers: Vec::new(),
+            });
+        }
+        let in_flight = match key.max_concurrency {
+            Some(max) => Some(self.concurrency.try_acquire(key.id, max).ok_or_else(|| {
+                GatewayError::RateLimited {
+                    kind: LimitKind::Requests,
+                    message: format!(
+                        "Too many concurrent requests: this API key may have {max} in flight."
+                    ),
+                    retry_after: Duration::from_secs(1),
+                    headers: Vec::new(),
+                }
+            })?),
+            None => None,
+        };
+        let subject = format!("key:{}", key.id);
+        let admission = Admission {
+            subject: &subject,
+            requests,
+            tokens,
+        };
+        let (decision, reservation) =
+            self.limiter
+                .admit(admission)
+                .await
+                .map_err(|LimitError::Unavailable(error)| {
+                    GatewayError::RateLimiterUnavailable(error)
+                })?;
+        let headers = headers(&decision);
+        match decision.denied {
+            None => Ok(Admitted {
+                headers,
+                tokens: reservation,
+                in_flight,
+            }),
+            Some(kind) => Err(refusal(kind, &decision, tokens, headers)),
+        }
+    }
+}
+
+/// Decides one request of `subject` against a plain requests-per-minute bucket (login by IP,
+/// a whole service).
+pub async fn admit_subject(
+    limiter: &RateLimiter,
+    subject: &str,
+    per_minute: u64,
+    burst: u64,
+) -> Result<(), GatewayError> {
+    let admission = Admission {
+        subject,
+        requests: Gcra::per_minute(per_minute, burst, TICKS_PER_SECOND),
+        tokens: None,
+    };
+    let (decision, _) = limiter
+        .admit(admission)
+        .await
+        .map_err(|LimitError::Unavailable(error)| GatewayError::RateLimiterUnavailable(error))?;
+    match decision.denied {
+        None => Ok(()),
+        Some(kind) => Err(refusal(kind, &decision, None, headers(&decision))),
+    }
+}
+
+fn refusal(
+    kind: LimitKind,
+    decision: &Decision,
+    tokens: Option<(Gcra, i64)>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+) -> GatewayError {
+    let wait = format_duration(decision.retry_after);
+    let message = match (kind, tokens) {
+        (LimitKind::Tokens, Some((gcra, cost))) if cost > gcra.capacity => format!(
+            "Request too large: it may use {cost} tokens, more than the limit of {} tokens per minute. Lower max_tokens or the prompt.",
+            gcra.capacity
+        ),
+        (LimitKind::Tokens, _) => {
+            format!("Rate limit reached for tokens per minute. Please try again in {wait}.")
+        }
+        (LimitKind::Requests, _) => {
+            format!("Rate limit reached for requests per minute. Please try again in {wait}.")
+        }
+    };
+    GatewayError::RateLimited {
+        kind,
+        message,
+        retry_after: decision.retry_after,
+        headers,
+    }
+}
+
+/// OpenAI's six headers, for the buckets the request met.
+fn headers(decision: &Decision) -> Vec<(HeaderName, HeaderValue)> {
+    let mut headers = Vec::with_capacity(6);
+    let mut add = |suffix: &str, status: Option<LimitStatus>| {
+        let Some(status) = status else {
+            return;
+        };
+        for (name, value) in [
+            ("x-ratelimit-limit-", status.limit.to_string()),
+            ("x-ratelimit-remaining-", status.remaining.to_string()),
+            ("x-ratelimit-reset-", format_duration(status.reset)),
+        ] {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::try_from(format!("{name}{suffix}")),
+                HeaderValue::try_from(value),
+            ) {
+                headers.push((name, value));
+            }
+        }
+    };
+    add("requests", decision.requests);
+    add("tokens", decision.tokens);
+    headers
+}
+
+/// `20ms`, `1.5s`, `6m0s`: the shape OpenAI's reset headers use.
+pub fn format_duration(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    if millis < 1_000 {
+        return format!("{millis}ms");
+    }
+    let minutes = millis / 60_000;
+    let rest = millis % 60_000;
+    let seconds = if rest % 1_000 == 0 {
+        format!("{}s", rest / 1_000)
+    } else {
+        let text = format!("{:.3}", rest as f64 / 1_000.0);
+        format!("{}s", text.trim_end_matches('0').trim_end_matches('.'))
+    };
+    if minutes > 0 {
+        format!("{minutes}m{seconds}")
+    } else {
+        seconds
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_openai_headers() {
+        assert_eq!(format_duration(Duration::from_millis(20)), "20ms");
+        assert_eq!(format_duration(Duration::from_millis(1_500)), "1.5s");
+        assert_eq!(format_duration(Duration::from_secs(6)), "6s");
+        assert_eq!(format_duration(Duration::from_secs(360)), "6m0s");
+        assert_eq!(format_duration(Duration::from_millis(61_250)), "1m1.25s");
+    }
+}
