@@ -5,6 +5,7 @@
 # (worker, actix system, blocking pool for SQLite), measured over a window after a warm-up.
 #
 # Usage: bench/instructions.sh [bare|full] [requests]   (default: full 2000)
+# BENCH_LIMITS=false runs the full set-up without rate limits (to price a limit decision).
 # Needs release binaries (BENCH_SKIP_BUILD=1 to reuse them) and valgrind (installed if missing).
 # Writes the callgrind profile to bench/results/callgrind.<mode>.out; inspect it with
 # `callgrind_annotate --inclusive=yes bench/results/callgrind.full.out | head -60`.
@@ -63,6 +64,8 @@ GW_PORT=$(free_port)
 OUT="$RESULTS/callgrind.$MODE.out"
 GATEWAY_BIND="127.0.0.1:$GW_PORT" SERVICE_DISCOVERY_STATIC_FILE="$TMP/services.json" \
     LOG_LEVEL=warn GATEWAY_WORKERS=1 AUTH_ENABLED=$AUTH PROMETHEUS_ENABLED=$METRICS \
+    RATE_LIMIT_ENABLED=${BENCH_LIMITS:-$AUTH} RATE_LIMIT_REQUESTS_PER_MINUTE=1000000000 \
+    RATE_LIMIT_BURST=1000000000 CACHE_ENABLED=false \
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT" \
     "$GATEWAY" serve >"$TMP/gateway.log" 2>&1 &
 GW_PID=$!

@@ -183,10 +183,14 @@ wait_http "http://127.0.0.1:$NGINX_PORT/health" 20
 export DATABASE_URL="sqlite://$TMP/gw.db"
 KEY=$("$GATEWAY" keys create --name bench 2>"$TMP/keys.log")
 
-start_gateway() { # label auth prometheus -> sets GW_PORT, GW_PID
+start_gateway() { # label auth+limits prometheus -> sets GW_PORT, GW_PID
+    # Full runs every policy: API keys, rate limits (in-process, ceilings far above the load so
+    # every decision is made and none refuses), usage recording and metrics.
     GW_PORT=$(free_port)
     GATEWAY_BIND="127.0.0.1:$GW_PORT" SERVICE_DISCOVERY_STATIC_FILE="$TMP/services.json" \
         LOG_LEVEL=warn GATEWAY_WORKERS="$GATEWAY_WORKERS" AUTH_ENABLED="$2" \
+        RATE_LIMIT_ENABLED="$2" RATE_LIMIT_REQUESTS_PER_MINUTE=1000000000 \
+        RATE_LIMIT_BURST=1000000000 CACHE_ENABLED=false \
         PROMETHEUS_ENABLED="$3" "$GATEWAY" serve >"$TMP/gateway-$1.log" 2>&1 &
     GW_PID=$!
     PIDS+=("$GW_PID")

@@ -483,16 +483,7 @@ async fn an_index_that_goes_backwards_is_reset_and_the_new_set_applies() {
 #[actix_rt::test]
 async fn a_removed_instance_drains_its_open_stream() {
     let (fake, addr) = start_fake_consul();
-    let gated = MockUpstream::start(
-        "127.0.0.1:0",
-        MockOptions {
-            name: "gated".into(),
-            gated: true,
-            chunks: 4,
-            ..MockOptions::default()
-        },
-    )
-    .expect("mock");
+    let gated = gated_mock("gated", 4);
     let other = mock("other");
     fake.set_instances("llm", vec![instance(&gated, 1)]);
     let mut raw = consul_config(addr);

@@ -389,16 +389,7 @@ async fn an_api_outage_keeps_the_last_set_then_recovers() {
 #[actix_rt::test]
 async fn a_terminating_endpoint_drains_its_open_stream() {
     let (fake, url) = start_fake_api();
-    let gated = MockUpstream::start(
-        "127.0.0.1:0",
-        MockOptions {
-            name: "gated".into(),
-            gated: true,
-            chunks: 4,
-            ..MockOptions::default()
-        },
-    )
-    .expect("mock");
+    let gated = gated_mock("gated", 4);
     let other = mock("other");
     fake.put_slice("llm-a", vec![endpoint(&gated, true, false)]);
     let gateway = start_gateway(kubernetes_config(&url), &json!({})).await;

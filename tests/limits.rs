@@ -210,15 +210,7 @@ async fn two_gateways_sharing_redis_enforce_one_limit_exactly() {
 async fn tokens_per_minute_hold_for_streams_that_report_usage_at_the_end() {
     let url = redis_url();
     require_redis(&url);
-    let upstream = MockUpstream::start(
-        "127.0.0.1:0",
-        MockOptions {
-            name: "a".into(),
-            gated: true,
-            ..MockOptions::default()
-        },
-    )
-    .expect("mock");
+    let upstream = gated_mock("a", 5);
     let prefix = unique_prefix();
     let mut raw = limited_config(Db::Sqlite, Some((&url, &prefix))).await;
     raw.rate_limit.burst = 1_000;
@@ -432,15 +424,7 @@ async fn a_service_limit_holds_for_all_callers_together() {
 
 #[actix_rt::test]
 async fn a_key_cannot_exceed_its_requests_in_flight() {
-    let upstream = MockUpstream::start(
-        "127.0.0.1:0",
-        MockOptions {
-            name: "a".into(),
-            gated: true,
-            ..MockOptions::default()
-        },
-    )
-    .expect("mock");
+    let upstream = gated_mock("a", 5);
     let mut raw = limited_config(Db::Sqlite, None).await;
     raw.rate_limit.burst = 100;
     let gateway = start_gateway(raw, &services_for("llm", &[&upstream], &[])).await;

@@ -9,19 +9,6 @@ use common::*;
 use futures_util::StreamExt;
 use serde_json::json;
 
-fn gated(name: &str) -> MockUpstream {
-    MockUpstream::start(
-        "127.0.0.1:0",
-        MockOptions {
-            name: name.into(),
-            gated: true,
-            chunks: 6,
-            ..MockOptions::default()
-        },
-    )
-    .expect("mock")
-}
-
 async fn read_all(
     response: &mut awc::ClientResponse<
         impl futures_util::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin,
@@ -76,7 +63,7 @@ async fn streams_pass_through_byte_for_byte() {
 
 #[actix_rt::test]
 async fn the_first_chunk_arrives_before_the_upstream_sends_the_last() {
-    let upstream = gated("a");
+    let upstream = gated_mock("a", 6);
     let gateway = start_gateway(test_config(), &services_for("llm", &[&upstream], &[])).await;
     gateway.wait_ready().await;
     let mut response = client()
@@ -190,7 +177,7 @@ async fn a_client_disconnect_cancels_the_upstream_stream() {
 
 #[actix_rt::test]
 async fn a_silent_upstream_hits_the_idle_timeout() {
-    let upstream = gated("a");
+    let upstream = gated_mock("a", 6);
     let mut raw = test_config();
     raw.upstream_defaults.idle_timeout_ms = Some(300);
     let gateway = start_gateway(raw, &services_for("llm", &[&upstream], &[])).await;

@@ -118,19 +118,6 @@ fn request(id: &str, model: &str, content: &str) -> Value {
     }})
 }
 
-fn gated_mock(name: &str) -> MockUpstream {
-    MockUpstream::start(
-        "127.0.0.1:0",
-        MockOptions {
-            name: name.into(),
-            chunks: 4,
-            gated: true,
-            ..MockOptions::default()
-        },
-    )
-    .expect("mock starts")
-}
-
 struct Setup {
     gateway: TestGateway,
     admin: String,
@@ -163,7 +150,7 @@ fn sse_chunks(body: &[u8]) -> Vec<Value> {
 
 #[actix_rt::test]
 async fn deltas_stream_incrementally_and_match_rest() {
-    let upstream = gated_mock("a");
+    let upstream = gated_mock("a", 4);
     let gate = upstream.state.gate.clone().expect("gated");
     let Setup {
         gateway,
@@ -367,7 +354,7 @@ async fn bad_messages_get_errors_and_the_socket_keeps_working() {
 
 #[actix_rt::test]
 async fn concurrent_requests_are_bounded_per_socket() {
-    let upstream = gated_mock("a");
+    let upstream = gated_mock("a", 4);
     let gate = upstream.state.gate.clone().expect("gated");
     let mut raw = config_on(Db::Sqlite).await;
     raw.websocket.max_concurrent_requests = 2;

@@ -465,6 +465,8 @@ fn websocket_and_graphql_limits() {
         &["websocket.max_frames"],
     );
 }
+
+#[test]
 fn rate_limit_and_redis_variables_apply() {
     let config = load(&[], &[]).expect("valid");
     let limits = &config.rate_limit;

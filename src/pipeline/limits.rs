@@ -193,7 +193,7 @@ pub fn format_duration(duration: Duration) -> String {
     }
     let minutes = millis / 60_000;
     let rest = millis % 60_000;
-    let seconds = if rest % 1_000 == 0 {
+    let seconds = if rest.is_multiple_of(1_000) {
         format!("{}s", rest / 1_000)
     } else {
         let text = format!("{:.3}", rest as f64 / 1_000.0);

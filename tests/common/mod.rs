@@ -224,6 +224,20 @@ pub fn mock(name: &str) -> MockUpstream {
     .expect("mock starts")
 }
 
+/// A mock whose streams wait until the test opens the gate (`state.open_gate()`).
+pub fn gated_mock(name: &str, chunks: usize) -> MockUpstream {
+    MockUpstream::start(
+        "127.0.0.1:0",
+        MockOptions {
+            name: name.into(),
+            gated: true,
+            chunks,
+            ..MockOptions::default()
+        },
+    )
+    .expect("mock starts")
+}
+
 pub fn chat(model: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": "hello there"}]})
 }
