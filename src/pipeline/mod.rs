@@ -107,10 +107,16 @@ impl Pipeline {
             cache::key_of(&request, &scope, context.cache_opt_in)
         });
         if let (Some(cache), Some(cache_key)) = (&self.cache, &cache_key) {
-            if let Some(answer) = cache.get(cache_key).await {
-                return self
-                    .answer_from_cache(&request, &context, route.service, &answer)
-                    .await;
+            // Optional stages are boxed: inline, their futures would size (and so move, on
+            // every request) `execute`'s state even when the stage is switched off.
+            if let Some(answer) = Box::pin(cache.get(cache_key)).await {
+                return Box::pin(self.answer_from_cache(
+                    &request,
+                    &context,
+                    route.service,
+                    &answer,
+                ))
+                .await;
             }
         }
         // Admission: rate limits first (a refusal there costs nothing), then a place for the
@@ -129,7 +135,9 @@ impl Pipeline {
             Some((limits, key)) => Some(limits.admit(key, Some(worst_case)).await?),
             None => None,
         };
-        self.admit_service(&pool, route.service).await?;
+        if self.limits.is_some() {
+            self.admit_service(&pool, route.service).await?;
+        }
         let slot = self
             .usage
             .reserve()
@@ -140,8 +148,7 @@ impl Pipeline {
                 token_budget: Some(budget),
                 ..
             }) => Some(
-                self.budgets
-                    .reserve(*id, *budget, worst_case)
+                Box::pin(self.budgets.reserve(*id, *budget, worst_case))
                     .await
                     .map_err(|error| match error {
                         BudgetError::Exhausted { .. } => GatewayError::QuotaExceeded(format!(
@@ -223,7 +230,7 @@ impl Pipeline {
                     }
                 };
                 if let (Some(cache), Some((key, answer))) = (&self.cache, to_cache) {
-                    cache.insert(key, answer).await;
+                    Box::pin(cache.insert(key, answer)).await;
                 }
                 Ok(response)
             }

@@ -125,7 +125,9 @@ impl RateLimiter {
                 self.local.admit_at(&admission, self.local.now()),
                 Backend::Local,
             ),
-            Some(shared) => match shared.admit(&admission).await {
+            // Boxed: the Redis round trip's future is large, and inline it would be moved with
+            // every in-process decision too.
+            Some(shared) => match Box::pin(shared.admit(&admission)).await {
                 Ok(decision) => (decision, Backend::Shared),
                 Err(error) => match shared.failure_mode() {
                     RedisFailureMode::Local => (
