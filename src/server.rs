@@ -109,7 +109,19 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
     }
     let ws_hub = WsHubHandle::start(&metrics.registry).context("websocket hub")?;
     actix_web::rt::spawn(crate::ws::close_on_shutdown_signal(ws_hub.clone()));
-    let limits = rate_limits(&config)?;
+    // One Redis client serves the shared rate limits and the shared budget ledger.
+    let redis = match &config.rate_limit.redis {
+        Some(shared) => {
+            tracing::info!(prefix = %shared.prefix, fallback = ?shared.failure, "limits and budgets shared through redis");
+            Some(SharedLimiter::new(shared).map_err(|e| anyhow::anyhow!(e))?)
+        }
+        None => None,
+    };
+    let limits = rate_limits(&config, redis.clone());
+    let mut budgets = BudgetLedger::new(store.clone());
+    if let Some(redis) = &redis {
+        budgets = budgets.with_shared(Arc::clone(redis));
+    }
     let state = web::Data::new(AppState {
         pipeline: Pipeline {
             registry: registry.clone(),
@@ -117,13 +129,16 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
             metrics: Arc::clone(&metrics),
             max_response_bytes: config.server.max_response_bytes,
             usage: usage.clone(),
-            budgets: BudgetLedger::new(store.clone()),
+            budgets,
             default_max_tokens: config.usage.default_max_tokens,
             limits,
-            cache: config
-                .cache
-                .as_ref()
-                .map(|cache| actors::cache::ResponseCache::new(cache.ttl, cache.max_bytes)),
+            cache: config.cache.as_ref().map(|cache| {
+                let local = actors::cache::ResponseCache::new(cache.ttl, cache.max_bytes);
+                match &redis {
+                    Some(redis) => local.with_shared(Arc::clone(redis)),
+                    None => local,
+                }
+            }),
         },
         metrics: Arc::clone(&metrics),
         max_body_bytes: config.server.max_body_bytes,
@@ -240,17 +255,16 @@ async fn register_with_consul(
 
 /// The limiter (in-process, or Redis with its fallback) and the actor that evicts its idle
 /// buckets; `None` when rate limits are off.
-fn rate_limits(config: &Config) -> anyhow::Result<Option<RateLimits>> {
+fn rate_limits(
+    config: &Config,
+    redis: Option<std::sync::Arc<SharedLimiter>>,
+) -> Option<RateLimits> {
     let settings = &config.rate_limit;
     if !settings.enabled {
-        return Ok(None);
+        return None;
     }
-    let limiter = match &settings.redis {
-        Some(shared) => {
-            let redis = SharedLimiter::new(shared).map_err(|e| anyhow::anyhow!(e))?;
-            tracing::info!(prefix = %shared.prefix, fallback = ?shared.failure, "rate limits shared through redis");
-            RateLimiter::with_shared(settings.max_buckets, redis)
-        }
+    let limiter = match redis {
+        Some(redis) => RateLimiter::with_shared(settings.max_buckets, redis),
         None => RateLimiter::local(settings.max_buckets),
     };
     let concurrency = std::sync::Arc::new(ConcurrencyLimiter::default());
@@ -259,13 +273,13 @@ fn rate_limits(config: &Config) -> anyhow::Result<Option<RateLimits>> {
         std::sync::Arc::clone(&concurrency),
         LIMITER_SWEEP_INTERVAL,
     );
-    Ok(Some(RateLimits {
+    Some(RateLimits {
         limiter,
         concurrency,
         requests_per_minute: settings.requests_per_minute,
         burst: settings.burst,
         tokens_per_minute: settings.tokens_per_minute,
-    }))
+    })
 }
 
 /// How often idle rate-limit buckets are evicted.

@@ -203,6 +203,138 @@ async fn two_gateways_sharing_redis_enforce_one_limit_exactly() {
     second.stop().await;
 }
 
+/// A token budget shared through Redis: 100 concurrent requests split across two replicas
+/// against a budget of ten requests' worth. Each process alone would admit ten (twenty in
+/// all); the shared ledger admits at most ten in total and bills no more than the budget.
+/// Rate limits are off: budgets are shared whenever Redis is configured.
+#[actix_rt::test]
+async fn two_gateways_sharing_redis_cannot_overspend_one_budget() {
+    let url = redis_url();
+    require_redis(&url);
+    let upstream = mock("a");
+    let mut raw = config_on(Db::Postgres).await;
+    raw.redis.enabled = true;
+    raw.redis.url = Some(url.clone());
+    raw.redis.key_prefix = unique_prefix();
+    raw.redis.timeout_ms = 5_000;
+    raw.server.workers = 2;
+    let services = services_for("llm", &[&upstream], &[]);
+    let first = start_gateway(raw.clone(), &services).await;
+    let second = start_gateway(raw, &services).await;
+    first.wait_ready().await;
+    second.wait_ready().await;
+    let admin = first.admin_token().await;
+    // Each request really uses 10 tokens (5 prompt + 5 completion): the budget allows 10.
+    let budget = 100;
+    let (id, key) = first
+        .create_key(&admin, json!({"name": "capped", "token_budget": budget}))
+        .await;
+    let body = json!({"model": "llm/m", "max_tokens": 5, "messages": [{"role": "user", "content": "hello there"}]});
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let gateway = if i % 2 == 0 { &first } else { &second };
+        let url = gateway.url("/v1/chat/completions");
+        let bearer = format!("Bearer {key}");
+        let body = body.clone();
+        tasks.push(actix_web::rt::spawn(async move {
+            let mut response = client()
+                .post(url)
+                .insert_header(("authorization", bearer))
+                .send_json(&body)
+                .await
+                .expect("response");
+            let status = response.status().as_u16();
+            let body = response.body().await.expect("body");
+            (status, error_code(&body))
+        }));
+    }
+    let mut ok = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            (200, _) => ok += 1,
+            (429, code) => assert_eq!(code, "insufficient_quota"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        (1..=10).contains(&ok),
+        "{ok} requests succeeded across both replicas"
+    );
+    assert_eq!(
+        upstream.state.requests(),
+        ok as u64,
+        "refused requests never reached the upstream"
+    );
+    let rows = first.usage_rows(id, ok).await;
+    let billed: i64 = rows
+        .iter()
+        .map(|r| r.prompt_tokens + r.completion_tokens)
+        .sum();
+    assert!(billed <= budget, "billed {billed} of {budget}");
+    first.stop().await;
+    second.stop().await;
+}
+
+/// How many keys match `pattern` in the Redis at `url` (one `KEYS` over a raw connection).
+fn redis_key_count(url: &str, pattern: &str) -> usize {
+    use std::io::{Read, Write};
+    let address = url.trim_start_matches("redis://").trim_end_matches('/');
+    let mut socket = std::net::TcpStream::connect(address).expect("redis");
+    let command = format!("*2\r\n$4\r\nKEYS\r\n${}\r\n{pattern}\r\n", pattern.len());
+    socket.write_all(command.as_bytes()).expect("write");
+    let mut reply = [0u8; 64];
+    let read = socket.read(&mut reply).expect("read");
+    let text = String::from_utf8_lossy(&reply[..read]);
+    text.strip_prefix('*')
+        .and_then(|rest| rest.split("\r\n").next())
+        .and_then(|count| count.parse().ok())
+        .expect("a KEYS reply")
+}
+
+/// With Redis, a cached answer stored by one replica is a hit on another, without a second
+/// upstream call.
+#[actix_rt::test]
+async fn replicas_share_cached_answers_through_redis() {
+    let url = redis_url();
+    require_redis(&url);
+    let upstream = mock("a");
+    let prefix = unique_prefix();
+    let mut raw = config_on(Db::Postgres).await;
+    raw.cache.enabled = true;
+    raw.redis.enabled = true;
+    raw.redis.url = Some(url.clone());
+    raw.redis.key_prefix = prefix.clone();
+    raw.redis.timeout_ms = 5_000;
+    let services = services_for("llm", &[&upstream], &[]);
+    let first = start_gateway(raw.clone(), &services).await;
+    let second = start_gateway(raw, &services).await;
+    first.wait_ready().await;
+    second.wait_ready().await;
+    let admin = first.admin_token().await;
+    let (_, key) = first.create_key(&admin, json!({"name": "cached"})).await;
+    let body = json!({"model": "llm/m", "temperature": 0, "messages": [{"role": "user", "content": "hello there"}]});
+    let (status, headers, answer) = chat_as(&first, &key, &body).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers.get("x-cache").expect("x-cache"), "MISS");
+    let pattern = format!("{prefix}:cache:*");
+    wait_for("the answer to reach redis", || {
+        let (url, pattern) = (url.clone(), pattern.clone());
+        async move { redis_key_count(&url, &pattern) == 1 }
+    })
+    .await;
+    let (status, headers, replayed) = chat_as(&second, &key, &body).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers.get("x-cache").expect("x-cache"), "HIT");
+    assert_eq!(replayed, answer);
+    assert_eq!(
+        upstream.state.requests(),
+        1,
+        "the second replica did not ask upstream"
+    );
+    first.stop().await;
+    second.stop().await;
+}
+
 /// Streams report usage only at their end. Each reserves its worst case (prompt + max_tokens)
 /// at admission, so a second stream cannot start while the first holds the budget, and each
 /// settles to its real use (10 tokens) when it ends, so later streams fit again.

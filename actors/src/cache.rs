@@ -79,6 +79,10 @@ fn canonical(value: &Value, hasher: &mut Sha256) {
 #[derive(Clone)]
 pub struct ResponseCache {
     entries: moka::future::Cache<[u8; 32], Arc<CachedAnswer>>,
+    ttl: Duration,
+    max_bytes: u64,
+    /// With Redis, answers are shared by every replica; this process's entries stay in front.
+    shared: Option<Arc<crate::limits::SharedLimiter>>,
 }
 
 impl ResponseCache {
@@ -90,22 +94,90 @@ impl ResponseCache {
                 u32::try_from(answer.body.len() + 64).unwrap_or(u32::MAX)
             })
             .build();
-        ResponseCache { entries }
+        ResponseCache {
+            entries,
+            ttl,
+            max_bytes,
+            shared: None,
+        }
+    }
+
+    /// Shares answers through Redis (`<prefix>:cache:<hash>`, expiring after the TTL). A Redis
+    /// failure only costs hits: the answer is then fetched from the upstream.
+    pub fn with_shared(mut self, shared: Arc<crate::limits::SharedLimiter>) -> Self {
+        self.shared = Some(shared);
+        self
     }
 
     pub async fn get(&self, key: &[u8; 32]) -> Option<Arc<CachedAnswer>> {
-        self.entries.get(key).await
+        if let Some(answer) = self.entries.get(key).await {
+            return Some(answer);
+        }
+        let shared = self.shared.as_ref()?;
+        let stored = shared.cache_get(&hex(key)).await.ok()??;
+        let answer = Arc::new(decode(&stored)?);
+        self.entries.insert(*key, Arc::clone(&answer)).await;
+        Some(answer)
     }
 
     pub async fn insert(&self, key: [u8; 32], answer: CachedAnswer) {
+        if let Some(shared) = &self.shared {
+            if (answer.body.len() as u64) < self.max_bytes {
+                shared.cache_put(&hex(&key), encode(&answer), self.ttl);
+            }
+        }
         self.entries.insert(key, Arc::new(answer)).await;
     }
+}
+
+fn hex(key: &[u8; 32]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(64);
+    for byte in key {
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    text
+}
+
+/// Stored form: prompt and completion tokens (8 bytes each, little-endian), then the body.
+fn encode(answer: &CachedAnswer) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(16 + answer.body.len());
+    bytes.extend_from_slice(&answer.prompt_tokens.to_le_bytes());
+    bytes.extend_from_slice(&answer.completion_tokens.to_le_bytes());
+    bytes.extend_from_slice(&answer.body);
+    bytes
+}
+
+fn decode(bytes: &[u8]) -> Option<CachedAnswer> {
+    let prompt = i64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+    let completion = i64::from_le_bytes(bytes.get(8..16)?.try_into().ok()?);
+    Some(CachedAnswer {
+        body: Bytes::copy_from_slice(bytes.get(16..)?),
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn stored_answers_round_trip() {
+        let answer = CachedAnswer {
+            body: Bytes::from_static(b"{\"id\":\"x\"}"),
+            prompt_tokens: 7,
+            completion_tokens: 1 << 40,
+        };
+        let back = decode(&encode(&answer)).expect("decodes");
+        assert_eq!(back.body, answer.body);
+        assert_eq!((back.prompt_tokens, back.completion_tokens), (7, 1 << 40));
+        assert!(decode(b"short").is_none());
+        assert_eq!(hex(&[0xab; 32]).len(), 64);
+        assert!(hex(&[0x0f; 32]).starts_with("0f0f"));
+    }
 
     #[test]
     fn keys_ignore_order_delivery_and_user_but_not_content() {

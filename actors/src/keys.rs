@@ -216,6 +216,9 @@ pub enum BudgetError {
 pub struct BudgetLedger {
     store: Store,
     accounts: Arc<Mutex<HashMap<i64, Arc<BudgetAccount>>>>,
+    /// With Redis, the ledger every replica shares; the in-process accounts then only decide
+    /// while Redis fails.
+    shared: Option<Arc<crate::limits::SharedLimiter>>,
 }
 
 /// Tokens held for one request until it settles. Dropping it unsettled releases them.
@@ -224,15 +227,24 @@ pub struct Reservation {
     account: Arc<BudgetAccount>,
     amount: i64,
     settled: bool,
+    /// Set when the shared ledger holds the reservation: (ledger, key id).
+    shared: Option<(Arc<crate::limits::SharedLimiter>, i64)>,
 }
 
 impl Reservation {
     /// Replaces the reservation with the tokens actually used.
     pub fn settle(mut self, used: i64) {
+        // The local account learns the spending either way, so a fallback after a Redis
+        // failure starts from this process's best view.
         self.account.used.fetch_add(used.max(0), Ordering::SeqCst);
-        self.account
-            .reserved
-            .fetch_sub(self.amount, Ordering::SeqCst);
+        match &self.shared {
+            Some((ledger, key_id)) => ledger.settle_budget(*key_id, self.amount, used.max(0)),
+            None => {
+                self.account
+                    .reserved
+                    .fetch_sub(self.amount, Ordering::SeqCst);
+            }
+        }
         self.settled = true;
     }
 
@@ -244,9 +256,14 @@ impl Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         if !self.settled {
-            self.account
-                .reserved
-                .fetch_sub(self.amount, Ordering::SeqCst);
+            match &self.shared {
+                Some((ledger, key_id)) => ledger.settle_budget(*key_id, self.amount, 0),
+                None => {
+                    self.account
+                        .reserved
+                        .fetch_sub(self.amount, Ordering::SeqCst);
+                }
+            }
         }
     }
 }
@@ -256,7 +273,15 @@ impl BudgetLedger {
         BudgetLedger {
             store,
             accounts: Arc::new(Mutex::new(HashMap::new())),
+            shared: None,
         }
+    }
+
+    /// Budgets shared by every replica through Redis (one atomic script per reservation). When
+    /// Redis fails, this process's ledger decides, as for the other limits' `local` fallback.
+    pub fn with_shared(mut self, shared: Arc<crate::limits::SharedLimiter>) -> Self {
+        self.shared = Some(shared);
+        self
     }
 
     fn account(&self, key_id: i64) -> Arc<BudgetAccount> {
@@ -282,6 +307,15 @@ impl BudgetLedger {
             })
             .await?;
         let amount = amount.max(1);
+        if let Some(ledger) = &self.shared {
+            // On a Redis failure (warned and counted by the limiter) this process decides.
+            if let Ok(outcome) = self
+                .reserve_shared(ledger, &account, key_id, budget, amount)
+                .await
+            {
+                return outcome;
+            }
+        }
         let reserved =
             account
                 .reserved
@@ -294,6 +328,7 @@ impl BudgetLedger {
                 account,
                 amount,
                 settled: false,
+                shared: None,
             }),
             Err(reserved) => Err(BudgetError::Exhausted {
                 budget,
@@ -302,6 +337,45 @@ impl BudgetLedger {
                 requested: amount,
             }),
         }
+    }
+
+    /// The shared ledger's decision; `Err` when Redis could not decide.
+    async fn reserve_shared(
+        &self,
+        ledger: &Arc<crate::limits::SharedLimiter>,
+        account: &Arc<BudgetAccount>,
+        key_id: i64,
+        budget: i64,
+        amount: i64,
+    ) -> Result<Result<Reservation, BudgetError>, String> {
+        use crate::limits::shared::BudgetAnswer;
+        let mut answer = ledger.reserve_budget(key_id, budget, amount, None).await?;
+        if answer == BudgetAnswer::Missing {
+            // First use anywhere (or after the ledger idled out): seed it from the database.
+            let used = self
+                .store
+                .tokens_used(key_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            answer = ledger
+                .reserve_budget(key_id, budget, amount, Some(used))
+                .await?;
+        }
+        Ok(match answer {
+            BudgetAnswer::Reserved { .. } => Ok(Reservation {
+                account: Arc::clone(account),
+                amount,
+                settled: false,
+                shared: Some((Arc::clone(ledger), key_id)),
+            }),
+            BudgetAnswer::Refused { used, reserved } => Err(BudgetError::Exhausted {
+                budget,
+                used,
+                reserved,
+                requested: amount,
+            }),
+            BudgetAnswer::Missing => return Err("the budget ledger was not seeded".into()),
+        })
     }
 }
 

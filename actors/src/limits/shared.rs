@@ -92,6 +92,54 @@ redis.call('SET', KEYS[1], string.format('%d', new), 'PX', math.floor((new - now
 return 1
 ";
 
+/// Reserves ARGV[2] tokens of a key's budget ARGV[1] in the ledger hash KEYS[1] (`used`,
+/// `reserved`). A missing ledger answers {-1}: the caller reads the key's use from the database
+/// and calls again with it as ARGV[4] (which only seeds a ledger still missing). Returns
+/// {1 reserved | 0 refused, used, reserved}. Every call renews the TTL ARGV[3] (ms).
+const BUDGET_RESERVE_SCRIPT: &str = r"
+local k = KEYS[1]
+local budget, amount, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+if redis.call('EXISTS', k) == 0 then
+  if ARGV[4] == nil then return {-1, 0, 0} end
+  redis.call('HSET', k, 'used', ARGV[4], 'reserved', 0)
+end
+redis.call('PEXPIRE', k, ttl)
+local used = tonumber(redis.call('HGET', k, 'used'))
+local reserved = tonumber(redis.call('HGET', k, 'reserved'))
+if used + reserved + amount > budget then return {0, used, reserved} end
+redis.call('HINCRBY', k, 'reserved', amount)
+return {1, used, reserved + amount}
+";
+
+/// Ends a budget reservation in KEYS[1]: releases ARGV[1] reserved tokens and adds ARGV[2]
+/// used ones. A ledger that expired meanwhile is left to be seeded again from the database.
+const BUDGET_SETTLE_SCRIPT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HINCRBY', KEYS[1], 'reserved', -tonumber(ARGV[1]))
+redis.call('HINCRBY', KEYS[1], 'used', tonumber(ARGV[2]))
+return 1
+";
+
+/// A budget ledger idle this long leaves Redis; the next request seeds it from the database.
+/// It also bounds how long the reservation of a replica that died mid-request stays held.
+const BUDGET_TTL_MS: i64 = 15 * 60 * 1000;
+
+/// What a shared budget reservation found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetAnswer {
+    /// Reserved; `used` and `reserved` include this request.
+    Reserved {
+        used: i64,
+        reserved: i64,
+    },
+    Refused {
+        used: i64,
+        reserved: i64,
+    },
+    /// No ledger yet: seed it with the database's figure.
+    Missing,
+}
+
 /// After a failure, Redis is not asked again for this long: an outage then costs one timeout
 /// per back-off, not one per request. The first success afterwards ends the fallback.
 const DOWN_BACKOFF_MS: i64 = 500;
@@ -100,10 +148,22 @@ const WARN_EVERY_MS: i64 = 10_000;
 /// Token corrections waiting for Redis; beyond it a correction is dropped (counted).
 const SETTLE_QUEUE: usize = 8_192;
 
-struct Settle {
-    key: String,
-    interval_us: i64,
-    delta: i64,
+enum Settle {
+    Tokens {
+        key: String,
+        interval_us: i64,
+        delta: i64,
+    },
+    Budget {
+        key: String,
+        reserved: i64,
+        used: i64,
+    },
+    CachePut {
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: u64,
+    },
 }
 
 /// The Redis side of [`super::RateLimiter`].
@@ -113,12 +173,23 @@ pub struct SharedLimiter {
     timeout: Duration,
     failure: RedisFailureMode,
     admit: redis::Script,
+    budget_reserve: redis::Script,
     settles: mpsc::Sender<Settle>,
     down_until_ms: AtomicI64,
     last_warning_ms: AtomicI64,
     down: AtomicBool,
     failures: AtomicU64,
     dropped_settles: AtomicU64,
+}
+
+impl std::fmt::Debug for SharedLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedLimiter")
+            .field("prefix", &self.prefix)
+            .field("failure", &self.failure)
+            .field("down", &self.is_down())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Microseconds per tick of a [`Gcra`] built for Redis: its interval in µs.
@@ -150,6 +221,7 @@ impl SharedLimiter {
             timeout: settings.timeout,
             failure: settings.failure,
             admit: redis::Script::new(ADMIT_SCRIPT),
+            budget_reserve: redis::Script::new(BUDGET_RESERVE_SCRIPT),
             settles,
             down_until_ms: AtomicI64::new(0),
             last_warning_ms: AtomicI64::new(i64::MIN / 2),
@@ -245,10 +317,106 @@ impl SharedLimiter {
         if delta == 0 {
             return;
         }
-        let settle = Settle {
+        let settle = Settle::Tokens {
             key: self.key(subject, "t"),
             interval_us: micros(gcra),
             delta,
+        };
+        if self.settles.try_send(settle).is_err() {
+            self.dropped_settles.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// One round trip: reserve `amount` tokens of key `key_id`'s `budget` in the shared ledger.
+    /// `seed` is the key's use from the database, given when a first call answered `Missing`.
+    pub async fn reserve_budget(
+        &self,
+        key_id: i64,
+        budget: i64,
+        amount: i64,
+        seed: Option<i64>,
+    ) -> Result<BudgetAnswer, String> {
+        if now_millis() < self.down_until_ms.load(Ordering::Relaxed) {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            return Err("redis is backing off after a failure".into());
+        }
+        let mut invocation = self.budget_reserve.prepare_invoke();
+        invocation
+            .key(format!("{}:budget:{key_id}", self.prefix))
+            .arg(budget)
+            .arg(amount)
+            .arg(BUDGET_TTL_MS);
+        if let Some(seed) = seed {
+            invocation.arg(seed);
+        }
+        let call = async {
+            let mut connection = self.pool.get().await.map_err(|e| e.to_string())?;
+            invocation
+                .invoke_async::<Vec<i64>>(&mut connection)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        let answer = match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(answer)) if answer.len() == 3 => answer,
+            Ok(Ok(answer)) => return Err(self.failed(format!("unexpected answer {answer:?}"))),
+            Ok(Err(error)) => return Err(self.failed(error)),
+            Err(_) => return Err(self.failed(format!("no answer within {:?}", self.timeout))),
+        };
+        if self.down.swap(false, Ordering::Relaxed) {
+            tracing::info!("redis answers again; shared limits resumed");
+        }
+        Ok(match answer[0] {
+            1 => BudgetAnswer::Reserved {
+                used: answer[1],
+                reserved: answer[2],
+            },
+            0 => BudgetAnswer::Refused {
+                used: answer[1],
+                reserved: answer[2],
+            },
+            _ => BudgetAnswer::Missing,
+        })
+    }
+
+    /// One round trip: a cached answer stored under `key` by any replica, if any.
+    pub async fn cache_get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        if now_millis() < self.down_until_ms.load(Ordering::Relaxed) {
+            return Err("redis is backing off after a failure".into());
+        }
+        let key = format!("{}:cache:{key}", self.prefix);
+        let call = async {
+            let mut connection = self.pool.get().await.map_err(|e| e.to_string())?;
+            redis::cmd("GET")
+                .arg(&key)
+                .query_async::<Option<Vec<u8>>>(&mut connection)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(self.failed(error)),
+            Err(_) => Err(self.failed(format!("no answer within {:?}", self.timeout))),
+        }
+    }
+
+    /// Queues storing a cached answer for every replica, expiring after `ttl`.
+    pub fn cache_put(&self, key: &str, value: Vec<u8>, ttl: Duration) {
+        let put = Settle::CachePut {
+            key: format!("{}:cache:{key}", self.prefix),
+            value,
+            ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1),
+        };
+        if self.settles.try_send(put).is_err() {
+            self.dropped_settles.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Queues the end of a shared budget reservation: `reserved` released, `used` spent.
+    pub fn settle_budget(&self, key_id: i64, reserved: i64, used: i64) {
+        let settle = Settle::Budget {
+            key: format!("{}:budget:{key_id}", self.prefix),
+            reserved,
+            used,
         };
         if self.settles.try_send(settle).is_err() {
             self.dropped_settles.fetch_add(1, Ordering::Relaxed);
@@ -280,14 +448,54 @@ impl SharedLimiter {
 
 /// Applies token corrections in order, one script call each, until the limiter goes away.
 async fn settle_worker(pool: Pool, mut queue: mpsc::Receiver<Settle>, timeout: Duration) {
-    let script = redis::Script::new(SETTLE_SCRIPT);
+    let tokens = redis::Script::new(SETTLE_SCRIPT);
+    let budget = redis::Script::new(BUDGET_SETTLE_SCRIPT);
     while let Some(settle) = queue.recv().await {
+        if let Settle::CachePut { key, value, ttl_ms } = &settle {
+            let call = async {
+                let mut connection = pool.get().await.map_err(|e| e.to_string())?;
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(value.as_slice())
+                    .arg("PX")
+                    .arg(*ttl_ms)
+                    .query_async::<()>(&mut connection)
+                    .await
+                    .map_err(|e| e.to_string())
+            };
+            if let Ok(Err(error)) | Err(error) = tokio::time::timeout(timeout * 4, call)
+                .await
+                .map_err(|_| "timeout".to_string())
+            {
+                tracing::debug!(%error, "cached answer not shared (redis)");
+            }
+            continue;
+        }
+        let invocation = match &settle {
+            Settle::Tokens {
+                key,
+                interval_us,
+                delta,
+            } => {
+                let mut invocation = tokens.prepare_invoke();
+                invocation.key(key).arg(interval_us).arg(delta);
+                invocation
+            }
+            Settle::Budget {
+                key,
+                reserved,
+                used,
+            } => {
+                let mut invocation = budget.prepare_invoke();
+                invocation.key(key).arg(reserved).arg(used);
+                invocation
+            }
+            // Stored above, without a script.
+            Settle::CachePut { .. } => continue,
+        };
         let call = async {
             let mut connection = pool.get().await.map_err(|e| e.to_string())?;
-            script
-                .key(&settle.key)
-                .arg(settle.interval_us)
-                .arg(settle.delta)
+            invocation
                 .invoke_async::<i64>(&mut connection)
                 .await
                 .map_err(|e| e.to_string())
