@@ -159,11 +159,14 @@ impl Store {
                     async move {
                         let mut connection = SqliteConnection::establish(url).await?;
                         // WAL lets readers run beside the usage writer; the busy timeout turns
-                        // brief lock waits into waits rather than errors. `synchronous = NORMAL`
-                        // is SQLite's documented pairing with WAL: commits survive a crash of
-                        // the gateway; only a power loss can take the last ones.
+                        // brief lock waits into waits rather than errors, and comes first: the
+                        // journal-mode pragma takes a lock, and without it a connection opened
+                        // while another writes failed with "database is locked".
+                        // `synchronous = NORMAL` is SQLite's documented pairing with WAL:
+                        // commits survive a crash of the gateway; only a power loss can take
+                        // the last ones.
                         connection
-                            .batch_execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
+                            .batch_execute("PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
                             .await
                             .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
                         Ok(connection)
