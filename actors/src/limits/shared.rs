@@ -268,22 +268,7 @@ impl SharedLimiter {
             .arg(tokens.map_or(0, |(g, _)| micros(g)))
             .arg(tokens.map_or(0, |(g, _)| g.capacity))
             .arg(tokens.map_or(0, |(_, cost)| cost.max(0)));
-        let call = async {
-            let mut connection = self.pool.get().await.map_err(|e| e.to_string())?;
-            invocation
-                .invoke_async::<Vec<i64>>(&mut connection)
-                .await
-                .map_err(|e| e.to_string())
-        };
-        let answer = match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(answer)) if answer.len() == 6 => answer,
-            Ok(Ok(answer)) => return Err(self.failed(format!("unexpected answer {answer:?}"))),
-            Ok(Err(error)) => return Err(self.failed(error)),
-            Err(_) => return Err(self.failed(format!("no answer within {:?}", self.timeout))),
-        };
-        if self.down.swap(false, Ordering::Relaxed) {
-            tracing::info!("redis answers again; shared rate limits resumed");
-        }
+        let answer = self.run_script(&invocation, 6).await?;
         let denied = match answer[0] {
             1 => Some(LimitKind::Requests),
             2 => Some(LimitKind::Tokens),
@@ -349,22 +334,7 @@ impl SharedLimiter {
         if let Some(seed) = seed {
             invocation.arg(seed);
         }
-        let call = async {
-            let mut connection = self.pool.get().await.map_err(|e| e.to_string())?;
-            invocation
-                .invoke_async::<Vec<i64>>(&mut connection)
-                .await
-                .map_err(|e| e.to_string())
-        };
-        let answer = match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(answer)) if answer.len() == 3 => answer,
-            Ok(Ok(answer)) => return Err(self.failed(format!("unexpected answer {answer:?}"))),
-            Ok(Err(error)) => return Err(self.failed(error)),
-            Err(_) => return Err(self.failed(format!("no answer within {:?}", self.timeout))),
-        };
-        if self.down.swap(false, Ordering::Relaxed) {
-            tracing::info!("redis answers again; shared limits resumed");
-        }
+        let answer = self.run_script(&invocation, 3).await?;
         Ok(match answer[0] {
             1 => BudgetAnswer::Reserved {
                 used: answer[1],
@@ -421,6 +391,32 @@ impl SharedLimiter {
         if self.settles.try_send(settle).is_err() {
             self.dropped_settles.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Runs a decision script within the timeout, expecting `len` integers back; a failure
+    /// starts the back-off and a success after failures ends it.
+    async fn run_script(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+        len: usize,
+    ) -> Result<Vec<i64>, String> {
+        let call = async {
+            let mut connection = self.pool.get().await.map_err(|e| e.to_string())?;
+            invocation
+                .invoke_async::<Vec<i64>>(&mut connection)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        let answer = match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(answer)) if answer.len() == len => answer,
+            Ok(Ok(answer)) => return Err(self.failed(format!("unexpected answer {answer:?}"))),
+            Ok(Err(error)) => return Err(self.failed(error)),
+            Err(_) => return Err(self.failed(format!("no answer within {:?}", self.timeout))),
+        };
+        if self.down.swap(false, Ordering::Relaxed) {
+            tracing::info!("redis answers again; shared limits resumed");
+        }
+        Ok(answer)
     }
 
     fn failed(&self, error: String) -> String {
