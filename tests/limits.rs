@@ -169,26 +169,9 @@ async fn two_gateways_sharing_redis_enforce_one_limit_exactly() {
     let (_, key) = first
         .create_key(&admin, json!({"name": "shared", "rpm": 1}))
         .await;
-    let mut tasks = Vec::new();
-    for i in 0..200 {
-        let gateway = if i % 2 == 0 { &first } else { &second };
-        let url = gateway.url("/v1/chat/completions");
-        let bearer = format!("Bearer {key}");
-        tasks.push(actix_web::rt::spawn(async move {
-            let mut response = client()
-                .post(url)
-                .insert_header(("authorization", bearer))
-                .send_json(&chat("llm/m"))
-                .await
-                .expect("response");
-            let status = response.status().as_u16();
-            let body = response.body().await.expect("body");
-            (status, error_code(&body))
-        }));
-    }
     let mut ok = 0;
-    for task in tasks {
-        match task.await.expect("task") {
+    for answer in concurrent_chats(&[&first, &second], &key, &chat("llm/m"), 200).await {
+        match answer {
             (200, _) => ok += 1,
             (429, code) => assert_eq!(code, "rate_limit_exceeded"),
             other => panic!("unexpected {other:?}"),
@@ -230,27 +213,9 @@ async fn two_gateways_sharing_redis_cannot_overspend_one_budget() {
         .create_key(&admin, json!({"name": "capped", "token_budget": budget}))
         .await;
     let body = json!({"model": "llm/m", "max_tokens": 5, "messages": [{"role": "user", "content": "hello there"}]});
-    let mut tasks = Vec::new();
-    for i in 0..100 {
-        let gateway = if i % 2 == 0 { &first } else { &second };
-        let url = gateway.url("/v1/chat/completions");
-        let bearer = format!("Bearer {key}");
-        let body = body.clone();
-        tasks.push(actix_web::rt::spawn(async move {
-            let mut response = client()
-                .post(url)
-                .insert_header(("authorization", bearer))
-                .send_json(&body)
-                .await
-                .expect("response");
-            let status = response.status().as_u16();
-            let body = response.body().await.expect("body");
-            (status, error_code(&body))
-        }));
-    }
     let mut ok = 0;
-    for task in tasks {
-        match task.await.expect("task") {
+    for answer in concurrent_chats(&[&first, &second], &key, &body, 100).await {
+        match answer {
             (200, _) => ok += 1,
             (429, code) => assert_eq!(code, "insufficient_quota"),
             other => panic!("unexpected {other:?}"),

@@ -189,31 +189,12 @@ async fn budget_race(db: Db) {
         .create_key(&admin, json!({"name": "capped", "token_budget": budget}))
         .await;
     let body = json!({"model": "llm/m", "max_tokens": 5, "messages": [{"role": "user", "content": "hello there"}]});
-    let mut tasks = Vec::new();
-    for _ in 0..100 {
-        let client = client();
-        let url = gateway.url("/v1/chat/completions");
-        let bearer = format!("Bearer {key}");
-        let body = body.clone();
-        tasks.push(actix_web::rt::spawn(async move {
-            let mut response = client
-                .post(url)
-                .insert_header(("authorization", bearer))
-                .send_json(&body)
-                .await
-                .expect("response");
-            let status = response.status().as_u16();
-            let text = response.body().await.expect("body");
-            (status, String::from_utf8_lossy(&text).to_string())
-        }));
-    }
     let mut ok = 0;
-    for task in tasks {
-        let (status, text) = task.await.expect("task");
-        match status {
-            200 => ok += 1,
-            429 => assert!(text.contains("insufficient_quota"), "{text}"),
-            other => panic!("unexpected {other}: {text}"),
+    for answer in concurrent_chats(&[&gateway], &key, &body, 100).await {
+        match answer {
+            (200, _) => ok += 1,
+            (429, code) => assert_eq!(code, "insufficient_quota"),
+            other => panic!("unexpected {other:?}"),
         }
     }
     assert!((1..=10).contains(&ok), "{ok} requests succeeded");

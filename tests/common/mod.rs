@@ -265,6 +265,38 @@ where
     }
 }
 
+/// Sends `count` copies of `body` to `/v1/chat/completions` at once, round-robin over the
+/// gateways, with API key `key`; returns each answer's status and OpenAI error code.
+pub async fn concurrent_chats(
+    gateways: &[&TestGateway],
+    key: &str,
+    body: &Value,
+    count: usize,
+) -> Vec<(u16, String)> {
+    let mut tasks = Vec::new();
+    for i in 0..count {
+        let url = gateways[i % gateways.len()].url("/v1/chat/completions");
+        let bearer = format!("Bearer {key}");
+        let body = body.clone();
+        tasks.push(actix_web::rt::spawn(async move {
+            let mut response = client()
+                .post(url)
+                .insert_header(("authorization", bearer))
+                .send_json(&body)
+                .await
+                .expect("response");
+            let status = response.status().as_u16();
+            let body = response.body().await.expect("body");
+            (status, error_code(&body))
+        }));
+    }
+    let mut answers = Vec::with_capacity(count);
+    for task in tasks {
+        answers.push(task.await.expect("task"));
+    }
+    answers
+}
+
 pub fn error_code(body: &[u8]) -> String {
     let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     value["error"]["code"].as_str().unwrap_or("").to_string()
