@@ -11,6 +11,52 @@ use common::*;
 use futures_util::StreamExt;
 use serde_json::json;
 
+/// A client that sends the same `x-request-id` on every request is billed for every request:
+/// usage rows are deduplicated by the gateway's own event id, never by the client's id.
+async fn repeated_request_ids_are_all_billed(db: Db) {
+    let upstream = mock("a");
+    let gateway = start_gateway(config_on(db).await, &services_for("llm", &[&upstream], &[])).await;
+    gateway.wait_ready().await;
+    let admin = gateway.admin_token().await;
+    let (id, key) = gateway.create_key(&admin, json!({"name": "same-id"})).await;
+    let bearer = format!("Bearer {key}");
+    for _ in 0..3 {
+        let mut response = gateway
+            .client
+            .post(gateway.url("/v1/chat/completions"))
+            .insert_header(("authorization", bearer.as_str()))
+            .insert_header(("x-request-id", "client-chosen-id"))
+            .send_json(&chat("llm/m"))
+            .await
+            .expect("response");
+        assert_eq!(response.status().as_u16(), 200);
+        assert_eq!(
+            response.headers().get("x-request-id").map(|v| v.as_bytes()),
+            Some(&b"client-chosen-id"[..])
+        );
+        response.body().await.expect("body");
+    }
+    assert!(gateway.usage.flush().await, "usage written");
+    let rows = gateway.store.usage_of_key(id).await.expect("rows");
+    assert_eq!(rows.len(), 3, "every request billed: {rows:?}");
+    assert!(rows.iter().all(|row| row.request_id == "client-chosen-id"));
+    let mut events: Vec<&str> = rows.iter().map(|row| row.event_id.as_str()).collect();
+    events.sort_unstable();
+    events.dedup();
+    assert_eq!(events.len(), 3);
+    gateway.stop().await;
+}
+
+#[actix_rt::test]
+async fn repeated_request_ids_are_all_billed_sqlite() {
+    repeated_request_ids_are_all_billed(Db::Sqlite).await;
+}
+
+#[actix_rt::test]
+async fn repeated_request_ids_are_all_billed_postgres() {
+    repeated_request_ids_are_all_billed(Db::Postgres).await;
+}
+
 async fn exact_rows(db: Db) {
     let upstream = mock("a");
     let gateway = start_gateway(config_on(db).await, &services_for("llm", &[&upstream], &[])).await;
@@ -248,8 +294,10 @@ async fn batches_are_written_once(db: Db) {
         })
         .await
         .expect("key");
+    // Request ids repeat (clients choose them); event ids are what make a retry idempotent.
     let event = |i: i64| UsageEvent {
-        request_id: format!("req-{i}"),
+        event_id: format!("event-{i}"),
+        request_id: format!("req-{}", i % 10),
         key_id: (i % 3 != 0).then_some(key.id),
         model: format!("model-{}", i % 4),
         service: "llm".into(),
@@ -266,7 +314,9 @@ async fn batches_are_written_once(db: Db) {
     // 250 rows: more than two full statements.
     let first: Vec<UsageEvent> = (0..250).map(event).collect();
     assert_eq!(store.insert_usage(&first).await.expect("insert"), 250);
-    let retried: Vec<UsageEvent> = (240..260).map(event).collect();
+    // A retried batch overlapping the stored rows: on SQLite its first 32 rows go in one
+    // multi-row statement (30 already stored), the rest one by one.
+    let retried: Vec<UsageEvent> = (220..260).map(event).collect();
     assert_eq!(store.insert_usage(&retried).await.expect("retry"), 10);
     let stored = store.usage_of_key(key.id).await.expect("rows");
     let expected: Vec<UsageEvent> = (0..260).map(event).filter(|e| e.key_id.is_some()).collect();

@@ -117,7 +117,12 @@ impl UsageTicket {
             self.metrics
                 .count_tokens(&key_label, &self.model, tokens.prompt, tokens.completion);
         }
+        let mut event_id = uuid::Uuid::encode_buffer();
         slot.record(UsageEvent {
+            event_id: uuid::Uuid::now_v7()
+                .hyphenated()
+                .encode_lower(&mut event_id)
+                .to_string(),
             request_id: self.request_id.clone(),
             key_id: self.key_id,
             model: self.model.clone(),

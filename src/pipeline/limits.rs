@@ -6,7 +6,7 @@ use std::time::Duration;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actors::keys::ApiKey;
 use actors::limits::{Admission, Decision, Gcra, LimitError, LimitKind, RateLimiter};
-use actors::limits::{ConcurrencyLimiter, ConcurrencyPermit, LimitStatus, TokenReservation};
+use actors::limits::{ConcurrencyLimiter, ConcurrencyPermit, TokenReservation};
 
 use crate::error::GatewayError;
 
@@ -160,28 +160,36 @@ fn refusal(
     }
 }
 
-/// OpenAI's six headers, for the buckets the request met.
+/// OpenAI's header names: limit, remaining and reset, for requests and for tokens.
+const REQUEST_HEADERS: [HeaderName; 3] = [
+    HeaderName::from_static("x-ratelimit-limit-requests"),
+    HeaderName::from_static("x-ratelimit-remaining-requests"),
+    HeaderName::from_static("x-ratelimit-reset-requests"),
+];
+const TOKEN_HEADERS: [HeaderName; 3] = [
+    HeaderName::from_static("x-ratelimit-limit-tokens"),
+    HeaderName::from_static("x-ratelimit-remaining-tokens"),
+    HeaderName::from_static("x-ratelimit-reset-tokens"),
+];
+
+/// OpenAI's six headers, for the buckets the request met. Every request with limits on pays
+/// for these, so names are constants and numbers are written without `format!`.
 fn headers(decision: &Decision) -> Vec<(HeaderName, HeaderValue)> {
     let mut headers = Vec::with_capacity(6);
-    let mut add = |suffix: &str, status: Option<LimitStatus>| {
+    for (names, status) in [
+        (REQUEST_HEADERS, decision.requests),
+        (TOKEN_HEADERS, decision.tokens),
+    ] {
         let Some(status) = status else {
-            return;
+            continue;
         };
-        for (name, value) in [
-            ("x-ratelimit-limit-", status.limit.to_string()),
-            ("x-ratelimit-remaining-", status.remaining.to_string()),
-            ("x-ratelimit-reset-", format_duration(status.reset)),
-        ] {
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::try_from(format!("{name}{suffix}")),
-                HeaderValue::try_from(value),
-            ) {
-                headers.push((name, value));
-            }
+        let [limit, remaining, reset] = names;
+        headers.push((limit, HeaderValue::from(status.limit)));
+        headers.push((remaining, HeaderValue::from(status.remaining)));
+        if let Ok(value) = HeaderValue::try_from(format_duration(status.reset)) {
+            headers.push((reset, value));
         }
-    };
-    add("requests", decision.requests);
-    add("tokens", decision.tokens);
+    }
     headers
 }
 

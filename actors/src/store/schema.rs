@@ -21,6 +21,7 @@ diesel::table! {
 diesel::table! {
     usage_events (id) {
         id -> BigInt,
+        event_id -> Text,
         request_id -> Text,
         key_id -> Nullable<BigInt>,
         model -> Text,

@@ -1,4 +1,4 @@
-//! Usage events: one row per request, written in batches, exactly once per request id.
+//! Usage events: one row per request, written in batches, exactly once per event id.
 
 use diesel::{ExpressionMethods, QueryDsl, SelectableHelper};
 use diesel_async::{AsyncConnection, RunQueryDsl};
@@ -13,6 +13,10 @@ use crate::with_conn;
 )]
 #[diesel(table_name = usage_events, treat_none_as_default_value = false)]
 pub struct UsageEvent {
+    /// The gateway's own id for this event (a time-ordered UUIDv7): what makes a retried batch
+    /// idempotent. Never the client's request id, which a client may repeat.
+    pub event_id: String,
+    /// The request id the client sent or the gateway made, for correlation with logs.
     pub request_id: String,
     pub key_id: Option<i64>,
     pub model: String,
@@ -57,11 +61,14 @@ pub struct UsageSummary {
 
 const DAY_MILLIS: i64 = 86_400_000;
 
-/// Rows per INSERT statement.
+/// Rows per INSERT statement on PostgreSQL.
 const INSERT_CHUNK: usize = 100;
+/// Rows per multi-row INSERT on SQLite: a fixed count, so the statement is prepared once
+/// (14 parameters per row stay far below SQLite's limit of 999 in old builds).
+const SQLITE_CHUNK: usize = 32;
 
 impl Store {
-    /// Writes a batch in one transaction. Rows whose request id is already stored are skipped,
+    /// Writes a batch in one transaction. Rows whose event id is already stored are skipped,
     /// so a batch retried after an unacknowledged commit is never counted twice. Returns how
     /// many rows were new.
     pub async fn insert_usage(&self, batch: &[UsageEvent]) -> Result<usize, StoreError> {
@@ -91,13 +98,21 @@ impl Store {
                 let mut conn = pool.get().await.map_err(StoreError::from_pool)?;
                 let rows = batch.to_vec();
                 // The whole batch runs in one blocking task on the sync connection (through the
-                // async wrapper every statement would be a blocking-pool round trip), one
-                // single-row statement per event: its SQL never varies (NULLs are bound, not
-                // spelled DEFAULT), so diesel prepares it once per connection and reuses it.
+                // async wrapper every statement would be a blocking-pool round trip). Rows go
+                // in fixed-size multi-row statements, then one at a time for the rest: both
+                // shapes have SQL that never varies (NULLs are bound, not spelled DEFAULT), so
+                // diesel prepares each once per connection and reuses it.
                 conn.spawn_blocking(move |conn| {
                     diesel::Connection::transaction(conn, |conn| {
                         let mut inserted = 0;
-                        for event in &rows {
+                        let (chunks, rest) = rows.as_chunks::<SQLITE_CHUNK>();
+                        for chunk in chunks {
+                            inserted += diesel::RunQueryDsl::execute(
+                                diesel::insert_or_ignore_into(usage_events::table).values(chunk),
+                                conn,
+                            )?;
+                        }
+                        for event in rest {
                             inserted += diesel::RunQueryDsl::execute(
                                 diesel::insert_or_ignore_into(usage_events::table).values(event),
                                 conn,
