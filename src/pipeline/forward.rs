@@ -7,20 +7,21 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::StatusCode;
 use actors::endpoint::{Endpoint, InFlightGuard, Protocol};
 use actors::settings::ServiceSettings;
 use actors::UpstreamPoolHandle;
-use awc::error::{ConnectError, PayloadError, SendRequestError};
 use bytes::Bytes;
 use futures_util::stream::LocalBoxStream;
 use futures_util::StreamExt;
+use http_body_util::{BodyDataStream, BodyExt, Full, LengthLimitError, Limited};
 
 use super::grpc::{GrpcAnswer, GrpcCall};
 use super::sse::SseRelay;
 use super::{ApiKind, PipelineBody, PipelineResponse};
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
-use crate::upstream::UpstreamClients;
+use crate::upstream::{HttpClient, UpstreamClients};
 
 /// How much of an upstream error body is quoted in our error message.
 const ERROR_SNIPPET: usize = 512;
@@ -39,12 +40,12 @@ pub(super) struct Forward<'a> {
 /// An attempt's result once the gateway has committed to it.
 enum Answer {
     Full {
-        status: awc::http::StatusCode,
+        status: StatusCode,
         headers: Vec<(HeaderName, HeaderValue)>,
         body: Bytes,
     },
     Stream {
-        status: awc::http::StatusCode,
+        status: StatusCode,
         headers: Vec<(HeaderName, HeaderValue)>,
         upstream: LocalBoxStream<'static, Result<Bytes, String>>,
     },
@@ -54,7 +55,7 @@ pub(super) async fn forward(request: Forward<'_>) -> Result<PipelineResponse, Ga
     let pool = request.pool;
     pool.note_request();
     let settings = Arc::clone(&pool.snapshot().settings);
-    let client = request.clients.get(settings.connect_timeout);
+    let client = request.clients.http(settings.connect_timeout);
     let mut tried: Vec<Arc<Endpoint>> = Vec::new();
     let mut last_error = None;
     let mut upstream_time = std::time::Duration::ZERO;
@@ -182,7 +183,7 @@ fn respond(
 }
 
 async fn attempt_once(
-    client: &awc::Client,
+    client: &HttpClient,
     endpoint: &Endpoint,
     settings: &ServiceSettings,
     service: &str,
@@ -191,31 +192,48 @@ async fn attempt_once(
     if endpoint.spec.protocol == Protocol::Grpc {
         return attempt_grpc(endpoint, settings, service, request).await;
     }
-    let mut upstream = client
-        .post(format!("{}{}", endpoint.base_url, request.kind.path()))
-        .timeout(settings.first_byte_timeout)
-        .insert_header((header::CONTENT_TYPE, "application/json"))
-        .insert_header(("x-request-id", request.request_id));
+    let protocol_error = |detail: String| GatewayError::UpstreamProtocol {
+        service: service.to_string(),
+        detail,
+    };
+    let mut upstream = http::Request::post(format!("{}{}", endpoint.base_url, request.kind.path()))
+        .header(http::header::CONTENT_TYPE, "application/json");
+    if let Ok(id) = http::HeaderValue::from_str(request.request_id) {
+        upstream = upstream.header("x-request-id", id);
+    }
     if request.stream {
-        upstream = upstream.insert_header((header::ACCEPT, "text/event-stream"));
+        upstream = upstream.header(http::header::ACCEPT, "text/event-stream");
     }
     if let Some(key) = &settings.api_key {
-        upstream = upstream.bearer_auth(key);
+        upstream = upstream.header(http::header::AUTHORIZATION, format!("Bearer {key}"));
     }
-    let mut response = upstream
-        .send_body(request.body.clone())
+    let upstream = upstream
+        .body(Full::new(request.body.clone()))
+        .map_err(|error| protocol_error(error.to_string()))?;
+    // The first-byte timeout covers connecting, sending and the response head, as one.
+    let response = tokio::time::timeout(settings.first_byte_timeout, client.request(upstream))
         .await
-        .map_err(|error| send_error(service, settings, error))?;
-    let status = response.status();
+        .map_err(|_| GatewayError::UpstreamTimeout {
+            service: service.to_string(),
+            phase: "first byte",
+            after: settings.first_byte_timeout,
+        })?
+        .map_err(|error| send_error(service, settings, &error))?;
+    let (head, body) = response.into_parts();
+    let status =
+        StatusCode::from_u16(head.status.as_u16()).map_err(|e| protocol_error(e.to_string()))?;
     if status.is_server_error() {
         let snippet = tokio::time::timeout(
             settings.idle_timeout,
-            response.body().limit(ERROR_SNIPPET * 8),
+            Limited::new(body, ERROR_SNIPPET * 8).collect(),
         )
         .await
         .ok()
         .and_then(Result::ok)
-        .map(|body| String::from_utf8_lossy(&body[..body.len().min(ERROR_SNIPPET)]).into_owned())
+        .map(|collected| {
+            let body = collected.to_bytes();
+            String::from_utf8_lossy(&body[..body.len().min(ERROR_SNIPPET)]).into_owned()
+        })
         .unwrap_or_default();
         return Err(GatewayError::UpstreamStatus {
             service: service.to_string(),
@@ -223,10 +241,10 @@ async fn attempt_once(
             detail: snippet,
         });
     }
-    let headers = forwardable_headers(response.headers());
+    let headers = forwardable_headers(&head.headers);
     if request.stream && status.is_success() {
-        let upstream = response
-            .map(|chunk: Result<Bytes, PayloadError>| chunk.map_err(|error| error.to_string()))
+        let upstream = BodyDataStream::new(body)
+            .map(|chunk| chunk.map_err(|error| error_chain(&error)))
             .boxed_local();
         return Ok(Answer::Stream {
             status,
@@ -236,7 +254,7 @@ async fn attempt_once(
     }
     let body = tokio::time::timeout(
         settings.idle_timeout,
-        response.body().limit(request.max_response_bytes),
+        Limited::new(body, request.max_response_bytes).collect(),
     )
     .await
     .map_err(|_| GatewayError::UpstreamTimeout {
@@ -244,15 +262,14 @@ async fn attempt_once(
         phase: "response body",
         after: settings.idle_timeout,
     })?
-    .map_err(|error| GatewayError::UpstreamProtocol {
-        service: service.to_string(),
-        detail: match error {
-            PayloadError::Overflow => {
-                format!("the response exceeds {} bytes", request.max_response_bytes)
-            }
-            other => other.to_string(),
-        },
-    })?;
+    .map_err(|error| {
+        protocol_error(if error.downcast_ref::<LengthLimitError>().is_some() {
+            format!("the response exceeds {} bytes", request.max_response_bytes)
+        } else {
+            error_chain(&*error)
+        })
+    })?
+    .to_bytes();
     Ok(Answer::Full {
         status,
         headers,
@@ -294,12 +311,12 @@ async fn attempt_grpc(
     let content_type = |value| (header::CONTENT_TYPE, HeaderValue::from_static(value));
     Ok(match answer {
         GrpcAnswer::Full(body) => Answer::Full {
-            status: awc::http::StatusCode::OK,
+            status: StatusCode::OK,
             headers: vec![content_type("application/json")],
             body,
         },
         GrpcAnswer::Stream(upstream) => Answer::Stream {
-            status: awc::http::StatusCode::OK,
+            status: StatusCode::OK,
             headers: vec![
                 content_type("text/event-stream"),
                 (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
@@ -309,32 +326,48 @@ async fn attempt_grpc(
     })
 }
 
-fn send_error(service: &str, settings: &ServiceSettings, error: SendRequestError) -> GatewayError {
+/// A failed exchange: connect timeouts and refusals are told apart from broken exchanges.
+fn send_error(
+    service: &str,
+    settings: &ServiceSettings,
+    error: &hyper_util::client::legacy::Error,
+) -> GatewayError {
     let service = service.to_string();
-    match error {
-        SendRequestError::Connect(ConnectError::Timeout) => GatewayError::UpstreamTimeout {
-            service,
-            phase: "connect",
-            after: settings.connect_timeout,
-        },
-        SendRequestError::Timeout => GatewayError::UpstreamTimeout {
-            service,
-            phase: "first byte",
-            after: settings.first_byte_timeout,
-        },
-        SendRequestError::Connect(error) => GatewayError::UpstreamConnect {
-            service,
-            detail: error.to_string(),
-        },
-        other => GatewayError::UpstreamProtocol {
-            service,
-            detail: other.to_string(),
-        },
+    if error.is_connect() {
+        let timed_out = std::iter::successors(std::error::Error::source(error), |e| e.source())
+            .filter_map(|e| e.downcast_ref::<std::io::Error>())
+            .any(|e| e.kind() == std::io::ErrorKind::TimedOut);
+        return if timed_out {
+            GatewayError::UpstreamTimeout {
+                service,
+                phase: "connect",
+                after: settings.connect_timeout,
+            }
+        } else {
+            GatewayError::UpstreamConnect {
+                service,
+                detail: error_chain(error),
+            }
+        };
+    }
+    GatewayError::UpstreamProtocol {
+        service,
+        detail: error_chain(error),
     }
 }
 
+/// An error with its causes, `outer: inner: root` (hyper's own messages are terse).
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    for cause in std::iter::successors(error.source(), |e| e.source()) {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+    }
+    text
+}
+
 /// Upstream headers the client may see: hop-by-hop and framing headers are the gateway's own.
-fn forwardable_headers(headers: &awc::http::header::HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
+fn forwardable_headers(headers: &http::HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
     headers
         .iter()
         .filter(|(name, _)| {
@@ -355,6 +388,12 @@ fn forwardable_headers(headers: &awc::http::header::HeaderMap) -> Vec<(HeaderNam
                     | "x-request-id"
             )
         })
-        .map(|(name, value)| (name.clone(), value.clone()))
+        // hyper speaks `http` 1 and actix-web `http` 0.2: the same bytes, checked again.
+        .filter_map(|(name, value)| {
+            Some((
+                HeaderName::from_bytes(name.as_str().as_bytes()).ok()?,
+                HeaderValue::from_bytes(value.as_bytes()).ok()?,
+            ))
+        })
         .collect()
 }

@@ -1,6 +1,7 @@
-//! Per-worker upstream clients. `awc::Client` is single-threaded, so every worker thread
-//! owns its clients and their connection pools, and its gRPC channels beside them; nothing here
-//! is shared across threads.
+//! Per-worker upstream clients: hyper's pooled client for proxied requests, awc for health
+//! checks and model lists, and the gRPC channels beside them. Every worker thread owns its
+//! clients and their connection pools (awc is single-threaded, and hyper's connection tasks run
+//! on the worker that opened them); nothing here is shared across threads.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -16,7 +17,7 @@ use super::GrpcChannels;
 
 /// Idle keep-alive connections are closed after this long.
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
-/// Connections are recycled after this long even when busy, so DNS changes are seen.
+/// awc connections are recycled after this long even when busy, so DNS changes are seen.
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
 
 /// A TCP connector that turns Nagle's algorithm off on every upstream socket. awc buffers a
@@ -59,9 +60,34 @@ fn build_client(connect_timeout: Duration) -> awc::Client {
         .finish()
 }
 
+/// The proxied requests' client: hyper's pooled HTTP/1.1 client on a TCP_NODELAY connector.
+pub type HttpClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Full<bytes::Bytes>,
+>;
+
+/// The connector behind [`HttpClient`]: Nagle off, the service's connect timeout, and IP
+/// literals (what discovery gives) used as they are, without a resolver.
+pub fn http_connector(
+    connect_timeout: Duration,
+) -> hyper_util::client::legacy::connect::HttpConnector {
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector
+}
+
+fn build_http_client(connect_timeout: Duration) -> HttpClient {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(KEEP_ALIVE)
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .build(http_connector(connect_timeout))
+}
+
 /// One client per distinct connect timeout (usually one in all), created on first use.
 pub struct UpstreamClients {
     clients: RefCell<HashMap<Duration, awc::Client>>,
+    http: RefCell<HashMap<Duration, HttpClient>>,
     /// `None` when protocol conversion is off: gRPC endpoints are then refused.
     grpc: Option<GrpcChannels>,
 }
@@ -76,6 +102,7 @@ impl UpstreamClients {
     pub fn new(grpc_enabled: bool) -> Self {
         UpstreamClients {
             clients: RefCell::default(),
+            http: RefCell::default(),
             grpc: grpc_enabled.then(GrpcChannels::default),
         }
     }
@@ -85,6 +112,16 @@ impl UpstreamClients {
         self.grpc.as_ref()
     }
 
+    /// The client for proxied requests.
+    pub fn http(&self, connect_timeout: Duration) -> HttpClient {
+        self.http
+            .borrow_mut()
+            .entry(connect_timeout)
+            .or_insert_with(|| build_http_client(connect_timeout))
+            .clone()
+    }
+
+    /// The awc client, for health checks and model lists.
     pub fn get(&self, connect_timeout: Duration) -> awc::Client {
         self.clients
             .borrow_mut()
@@ -109,6 +146,18 @@ mod tests {
             .await
             .expect("connect");
         assert!(connection.io_ref().nodelay().expect("getsockopt"));
+    }
+
+    #[actix_rt::test]
+    async fn proxied_request_sockets_have_nodelay() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address");
+        let uri: http::Uri = format!("http://{address}/").parse().expect("uri");
+        let mut connector = http_connector(Duration::from_secs(1));
+        let connection = tower_service::Service::call(&mut connector, uri)
+            .await
+            .expect("connect");
+        assert!(connection.inner().nodelay().expect("getsockopt"));
     }
 
     #[actix_rt::test]

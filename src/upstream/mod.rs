@@ -5,6 +5,8 @@ mod client;
 pub mod grpc;
 mod probe;
 
-pub use client::{nodelay_connector, set_server_nodelay, UpstreamClients};
+pub use client::{
+    http_connector, nodelay_connector, set_server_nodelay, HttpClient, UpstreamClients,
+};
 pub use grpc::GrpcChannels;
 pub use probe::UpstreamHealthProbe;
