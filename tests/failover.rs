@@ -260,3 +260,25 @@ async fn ejection_never_takes_the_last_endpoints() {
     );
     gateway.stop().await;
 }
+
+/// An upstream answer larger than `server.max_response_bytes` is never buffered whole: the
+/// client gets a 502 that says why, and answers within the limit still pass.
+#[actix_rt::test]
+async fn an_oversized_upstream_answer_is_a_502() {
+    let upstream = mock("a");
+    let mut raw = test_config();
+    raw.server.max_response_bytes = 1024;
+    raw.upstream_defaults.max_attempts = Some(1);
+    let gateway = start_gateway(raw, &services_for("llm", &[&upstream], &[])).await;
+    gateway.wait_ready().await;
+    // The mock echoes the prompt, so a 4 KiB prompt makes a 4 KiB answer.
+    let long = "x".repeat(4096);
+    let body = json!({"model": "llm/m", "messages": [{"role": "user", "content": long}]});
+    let (status, _, answer) = gateway.post("/v1/chat/completions", &body).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!(status, 502, "{answer}");
+    assert!(answer.contains("exceeds 1024 bytes"), "{answer}");
+    let (status, _, _) = gateway.post("/v1/chat/completions", &chat("llm/m")).await;
+    assert_eq!(status, 200);
+    gateway.stop().await;
+}
