@@ -164,9 +164,11 @@ impl Store {
                         // while another writes failed with "database is locked".
                         // `synchronous = NORMAL` is SQLite's documented pairing with WAL:
                         // commits survive a crash of the gateway; only a power loss can take
-                        // the last ones.
+                        // the last ones. `temp_store = MEMORY` keeps statement journals (each
+                        // multi-row usage insert inside a batch's transaction opens one) and
+                        // sort b-trees in memory instead of unlinked files under /var/tmp.
                         connection
-                            .batch_execute("PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+                            .batch_execute("PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;")
                             .await
                             .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
                         Ok(connection)
