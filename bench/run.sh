@@ -188,7 +188,7 @@ start_gateway() { # label auth+limits prometheus -> sets GW_PORT, GW_PID
     # every decision is made and none refuses), usage recording and metrics.
     GW_PORT=$(free_port)
     GATEWAY_BIND="127.0.0.1:$GW_PORT" SERVICE_DISCOVERY_STATIC_FILE="$TMP/services.json" \
-        LOG_LEVEL=warn GATEWAY_WORKERS="$GATEWAY_WORKERS" AUTH_ENABLED="$2" \
+        GATEWAY_WORKERS="$GATEWAY_WORKERS" AUTH_ENABLED="$2" \
         RATE_LIMIT_ENABLED="$2" RATE_LIMIT_REQUESTS_PER_MINUTE=1000000000 \
         RATE_LIMIT_BURST=1000000000 CACHE_ENABLED=false \
         PROMETHEUS_ENABLED="$3" "$GATEWAY" serve >"$TMP/gateway-$1.log" 2>&1 &

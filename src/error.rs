@@ -211,6 +211,18 @@ impl GatewayError {
         }
     }
 
+    /// Logs an error answered to a request: client mistakes at debug, upstream failures as
+    /// warnings, the gateway's own as errors. The request-id middleware calls this for every
+    /// REST answer that carries a `GatewayError`.
+    pub fn log(&self, request_id: &str) {
+        let code = self.code();
+        match self.source_kind() {
+            ErrorSource::Client => tracing::debug!(request_id, code, "{self}"),
+            ErrorSource::Upstream => tracing::warn!(request_id, code, "{self}"),
+            ErrorSource::Gateway => tracing::error!(request_id, code, "{self}"),
+        }
+    }
+
     pub fn source_kind(&self) -> ErrorSource {
         match self {
             GatewayError::InvalidJson(_)
@@ -408,11 +420,6 @@ impl ResponseError for GatewayError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        match self.source_kind() {
-            ErrorSource::Client => tracing::debug!(code = self.code(), "{self}"),
-            ErrorSource::Upstream => tracing::warn!(code = self.code(), "{self}"),
-            ErrorSource::Gateway => tracing::error!(code = self.code(), "{self}"),
-        }
         let body = serde_json::to_vec(&self.body()).unwrap_or_default();
         let mut response = HttpResponse::build(self.status());
         response.insert_header((header::CONTENT_TYPE, "application/json"));

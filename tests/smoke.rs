@@ -90,9 +90,22 @@ async fn serve_answers_and_drains_streams_on_sigterm() {
         },
     )
     .expect("mock");
+    // A second upstream that never answers: its timeout must be logged with the request id.
+    let hanging = MockUpstream::start(
+        "127.0.0.1:0",
+        MockOptions {
+            name: "hang".into(),
+            ..MockOptions::default()
+        },
+    )
+    .expect("mock");
+    hanging.state.set_mode(Mode::Hang);
     let dir = tempfile::tempdir().expect("dir");
     let services = dir.path().join("services.json");
-    let spec = json!({"echo": {"host": "127.0.0.1", "port": upstream.addr.port(), "protocol": "http", "health_check": "/health"}});
+    let spec = json!({
+        "echo": {"host": "127.0.0.1", "port": upstream.addr.port(), "protocol": "http", "health_check": "/health"},
+        "hang": {"host": "127.0.0.1", "port": hanging.addr.port(), "protocol": "http", "health_check": "/health"},
+    });
     std::fs::write(&services, spec.to_string()).expect("write");
     let database = format!("sqlite://{}", dir.path().join("gateway.db").display());
     // The README's way to get a key: the CLI on the same database.
@@ -120,6 +133,8 @@ async fn serve_answers_and_drains_streams_on_sigterm() {
         .env("GATEWAY_BIND", format!("127.0.0.1:{port}"))
         .env("SERVICE_DISCOVERY_STATIC_FILE", &services)
         .env("GATEWAY__SERVER__SHUTDOWN_TIMEOUT_SECS", "10")
+        .env("GATEWAY__SERVICES__HANG__FIRST_BYTE_TIMEOUT_MS", "300")
+        .env("GATEWAY__SERVICES__HANG__MAX_ATTEMPTS", "1")
         .env("LOG_FORMAT", "json")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -162,6 +177,16 @@ async fn serve_answers_and_drains_streams_on_sigterm() {
     let body: serde_json::Value = response.json().await.expect("json");
     assert_eq!(body["choices"][0]["message"]["content"], "echo: hi");
 
+    // An upstream failure, with the client's request id (checked in the logs at the end).
+    let timed_out = client
+        .post(format!("{base}/v1/chat/completions"))
+        .insert_header(("authorization", bearer.as_str()))
+        .insert_header(("x-request-id", "smoke-upstream-timeout"))
+        .send_json(&json!({"model": "hang/m", "messages": [{"role": "user", "content": "hi"}]}))
+        .await
+        .expect("chat");
+    assert_eq!(timed_out.status().as_u16(), 504);
+
     // Open a stream, then ask the gateway to stop: the stream still completes.
     let mut stream = client
         .post(format!("{base}/v1/chat/completions"))
@@ -185,11 +210,21 @@ async fn serve_answers_and_drains_streams_on_sigterm() {
         "{}",
         String::from_utf8_lossy(&rest)
     );
-    let exit = tokio::task::spawn_blocking(move || child.0.wait().map(|s| (s, child)))
+    let mut exit = tokio::task::spawn_blocking(move || child.0.wait().map(|s| (s, child)))
         .await
         .expect("join")
         .expect("wait");
     assert!(exit.0.success(), "graceful exit: {:?}", exit.0);
+    // At the default level no span is kept per request, yet the failure's warning names it.
+    let mut logs = String::new();
+    std::io::Read::read_to_string(&mut exit.1 .0.stderr.take().expect("stderr"), &mut logs)
+        .expect("logs");
+    assert!(
+        logs.lines().any(|line| line.contains(r#""level":"WARN""#)
+            && line.contains(r#""request_id":"smoke-upstream-timeout""#)
+            && line.contains("upstream_timeout")),
+        "{logs}"
+    );
 
     // Both requests were billed before the process ended, and the CLI shows them.
     let usage = Command::new(BINARY)

@@ -61,7 +61,11 @@ pub(super) async fn forward(request: Forward<'_>) -> Result<PipelineResponse, Ga
     let mut upstream_time = std::time::Duration::ZERO;
     for attempt in 0..settings.max_attempts {
         if attempt > 0 && !pool.try_retry() {
-            tracing::warn!(service = %pool.snapshot().service, "retry budget exhausted");
+            tracing::warn!(
+                request_id = request.request_id,
+                service = %pool.snapshot().service,
+                "retry budget exhausted"
+            );
             break;
         }
         // A fresh snapshot per attempt sees ejections caused by the previous attempt.
@@ -106,6 +110,7 @@ pub(super) async fn forward(request: Forward<'_>) -> Result<PipelineResponse, Ga
                     pool.report_failure(&endpoint);
                 }
                 tracing::warn!(
+                    request_id = request.request_id,
                     service = %snapshot.service,
                     endpoint = %endpoint,
                     attempt = attempt + 1,
