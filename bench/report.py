@@ -208,8 +208,9 @@ def markdown(data):
         f"wrk {meta['wrk']} (1 thread, {meta['duration_s']} s per run), nginx {meta['nginx']} "
         f"({meta['nginx_workers']} worker), gateway {meta['gateway_workers']} worker(s), mock "
         f"upstream {meta['mock_workers']} workers. Request: `POST /v1/chat/completions`, "
-        "non-streaming, ~80-byte body. *bare* = no auth, no metrics; *full* = API key, usage "
-        "recording, Prometheus metrics."
+        "non-streaming, ~80-byte body. *bare* = no auth, no limits, no metrics (usage is still "
+        "recorded); *full* = API key, in-process rate limits (ceilings above the load), usage "
+        "recording, Prometheus metrics. Both at the default log level."
     )
     out += ["", "## Non-streaming", ""]
     out.append(
