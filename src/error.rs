@@ -106,6 +106,23 @@ pub enum ErrorSource {
 }
 
 impl GatewayError {
+    /// An upstream that did not answer in time, at `phase` ("connect", "first byte", …).
+    pub fn upstream_timeout(service: &str, phase: &'static str, after: Duration) -> Self {
+        GatewayError::UpstreamTimeout {
+            service: service.to_string(),
+            phase,
+            after,
+        }
+    }
+
+    /// An upstream whose answer broke the protocol or a limit.
+    pub fn upstream_protocol(service: &str, detail: impl Into<String>) -> Self {
+        GatewayError::UpstreamProtocol {
+            service: service.to_string(),
+            detail: detail.into(),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             GatewayError::InvalidJson(_)
@@ -438,6 +455,23 @@ impl ResponseError for GatewayError {
         }
         response.body(body)
     }
+}
+
+/// `text` followed by each cause in `source`'s chain that it does not already say, as
+/// `text: cause: root cause` (transport errors keep the useful part in their causes).
+pub fn with_causes(
+    mut text: String,
+    mut source: Option<&(dyn std::error::Error + 'static)>,
+) -> String {
+    while let Some(error) = source {
+        let cause = error.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+        source = error.source();
+    }
+    text
 }
 
 #[cfg(test)]

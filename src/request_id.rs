@@ -50,7 +50,7 @@ pub async fn middleware(
 }
 
 /// Root spans carry our request id instead of tracing-actix-web's own, and are `debug`: at the
-/// default level (info) a span per request cost ~10% of a worker's CPU under load (registry
+/// default level (info) a span per request cost 7–10% of a worker's CPU under load (registry
 /// entry, formatted fields, enter and exit on every poll) for context that only a few events
 /// need. Those events name the request id themselves (`GatewayError::log`, upstream failures);
 /// at debug every event inside a request gets the span.

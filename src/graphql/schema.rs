@@ -453,12 +453,8 @@ impl Mutation {
         }
         let body = Bytes::from(body.to_string());
         let answer = context.chat(body, key).await.map_err(field_error)?;
-        let answer: Value = serde_json::from_slice(&answer).map_err(|e| {
-            field_error(GatewayError::UpstreamProtocol {
-                service: "upstream".into(),
-                detail: e.to_string(),
-            })
-        })?;
+        let answer: Value = serde_json::from_slice(&answer)
+            .map_err(|e| field_error(GatewayError::upstream_protocol("upstream", e.to_string())))?;
         let text = |pointer: &str| {
             answer
                 .pointer(pointer)

@@ -19,7 +19,7 @@ use http_body_util::{BodyDataStream, BodyExt, Full, LengthLimitError, Limited};
 use super::grpc::{GrpcAnswer, GrpcCall};
 use super::sse::SseRelay;
 use super::{ApiKind, PipelineBody, PipelineResponse};
-use crate::error::GatewayError;
+use crate::error::{with_causes, GatewayError};
 use crate::metrics::Metrics;
 use crate::upstream::{HttpClient, UpstreamClients};
 
@@ -197,10 +197,7 @@ async fn attempt_once(
     if endpoint.spec.protocol == Protocol::Grpc {
         return attempt_grpc(endpoint, settings, service, request).await;
     }
-    let protocol_error = |detail: String| GatewayError::UpstreamProtocol {
-        service: service.to_string(),
-        detail,
-    };
+    let protocol_error = |detail: String| GatewayError::upstream_protocol(service, detail);
     let mut upstream = http::Request::post(format!("{}{}", endpoint.base_url, request.kind.path()))
         .header(http::header::CONTENT_TYPE, "application/json");
     if let Ok(id) = http::HeaderValue::from_str(request.request_id) {
@@ -218,10 +215,8 @@ async fn attempt_once(
     // The first-byte timeout covers connecting, sending and the response head, as one.
     let response = tokio::time::timeout(settings.first_byte_timeout, client.request(upstream))
         .await
-        .map_err(|_| GatewayError::UpstreamTimeout {
-            service: service.to_string(),
-            phase: "first byte",
-            after: settings.first_byte_timeout,
+        .map_err(|_| {
+            GatewayError::upstream_timeout(service, "first byte", settings.first_byte_timeout)
         })?
         .map_err(|error| send_error(service, settings, &error))?;
     let (head, body) = response.into_parts();
@@ -262,11 +257,7 @@ async fn attempt_once(
         Limited::new(body, request.max_response_bytes).collect(),
     )
     .await
-    .map_err(|_| GatewayError::UpstreamTimeout {
-        service: service.to_string(),
-        phase: "response body",
-        after: settings.idle_timeout,
-    })?
+    .map_err(|_| GatewayError::upstream_timeout(service, "response body", settings.idle_timeout))?
     .map_err(|error| {
         protocol_error(if error.downcast_ref::<LengthLimitError>().is_some() {
             format!("the response exceeds {} bytes", request.max_response_bytes)
@@ -337,38 +328,25 @@ fn send_error(
     settings: &ServiceSettings,
     error: &hyper_util::client::legacy::Error,
 ) -> GatewayError {
-    let service = service.to_string();
-    if error.is_connect() {
-        let timed_out = std::iter::successors(std::error::Error::source(error), |e| e.source())
-            .filter_map(|e| e.downcast_ref::<std::io::Error>())
-            .any(|e| e.kind() == std::io::ErrorKind::TimedOut);
-        return if timed_out {
-            GatewayError::UpstreamTimeout {
-                service,
-                phase: "connect",
-                after: settings.connect_timeout,
-            }
-        } else {
-            GatewayError::UpstreamConnect {
-                service,
-                detail: error_chain(error),
-            }
-        };
+    if !error.is_connect() {
+        return GatewayError::upstream_protocol(service, error_chain(error));
     }
-    GatewayError::UpstreamProtocol {
-        service,
-        detail: error_chain(error),
+    let timed_out = std::iter::successors(std::error::Error::source(error), |e| e.source())
+        .filter_map(|e| e.downcast_ref::<std::io::Error>())
+        .any(|e| e.kind() == std::io::ErrorKind::TimedOut);
+    if timed_out {
+        GatewayError::upstream_timeout(service, "connect", settings.connect_timeout)
+    } else {
+        GatewayError::UpstreamConnect {
+            service: service.to_string(),
+            detail: error_chain(error),
+        }
     }
 }
 
 /// An error with its causes, `outer: inner: root` (hyper's own messages are terse).
 fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    for cause in std::iter::successors(error.source(), |e| e.source()) {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-    }
-    text
+    with_causes(error.to_string(), error.source())
 }
 
 /// Upstream headers the client may see: hop-by-hop and framing headers are the gateway's own.

@@ -80,10 +80,7 @@ pub async fn run(
         match chunk {
             Ok(chunk) => events.push(&chunk, &mut batch),
             Err(error) => {
-                let error = GatewayError::UpstreamProtocol {
-                    service: response.endpoint.clone(),
-                    detail: error.to_string(),
-                };
+                let error = GatewayError::upstream_protocol(&response.endpoint, error.to_string());
                 send(protocol::error(Some(&id), &error)).await;
                 return;
             }

@@ -20,7 +20,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
 
 use super::ApiKind;
-use crate::error::GatewayError;
+use crate::error::{with_causes, GatewayError};
 use crate::upstream::grpc::proto;
 use convert::{ChatCompletion, ChunkEncoder};
 
@@ -78,13 +78,17 @@ async fn chat(call: GrpcCall<'_>) -> Result<GrpcAnswer, GatewayError> {
         };
         let completion = tokio::time::timeout(limit, collect)
             .await
-            .map_err(|_| timeout(service, "response", limit))?
+            .map_err(|_| GatewayError::upstream_timeout(service, "response", limit))?
             .map_err(|status| status_error(service, status, limit))?
-            .ok_or_else(|| protocol_error(service, "the answer exceeds the response size limit"))?;
-        return completion
-            .finish()
-            .map(GrpcAnswer::Full)
-            .ok_or_else(|| protocol_error(service, "the Chat stream ended without a last chunk"));
+            .ok_or_else(|| {
+                GatewayError::upstream_protocol(
+                    service,
+                    "the answer exceeds the response size limit",
+                )
+            })?;
+        return completion.finish().map(GrpcAnswer::Full).ok_or_else(|| {
+            GatewayError::upstream_protocol(service, "the Chat stream ended without a last chunk")
+        });
     }
     let open = async {
         let mut stream = client.chat(request).await?.into_inner();
@@ -93,10 +97,11 @@ async fn chat(call: GrpcCall<'_>) -> Result<GrpcAnswer, GatewayError> {
     };
     let (stream, first) = tokio::time::timeout(limit, open)
         .await
-        .map_err(|_| timeout(service, "first byte", limit))?
+        .map_err(|_| GatewayError::upstream_timeout(service, "first byte", limit))?
         .map_err(|status| status_error(service, status, limit))?;
-    let first =
-        first.ok_or_else(|| protocol_error(service, "the Chat stream ended without a chunk"))?;
+    let first = first.ok_or_else(|| {
+        GatewayError::upstream_protocol(service, "the Chat stream ended without a chunk")
+    })?;
     let mut encoder = ChunkEncoder::new(options.include_usage);
     let head = encoder.encode(&first);
     let rest = futures_util::stream::unfold(Some((stream, encoder)), next_events);
@@ -137,7 +142,7 @@ async fn embed(call: GrpcCall<'_>) -> Result<GrpcAnswer, GatewayError> {
     request.set_timeout(limit);
     let response = tokio::time::timeout(limit, client.embed(request))
         .await
-        .map_err(|_| timeout(call.service, "response", limit))?
+        .map_err(|_| GatewayError::upstream_timeout(call.service, "response", limit))?
         .map_err(|status| status_error(call.service, status, limit))?;
     convert::embed_response(response.into_inner(), options).map(GrpcAnswer::Full)
 }
@@ -147,7 +152,7 @@ async fn embed(call: GrpcCall<'_>) -> Result<GrpcAnswer, GatewayError> {
 fn status_error(service: &str, status: Status, limit: Duration) -> GatewayError {
     if status.code() == Code::Cancelled && status.message() == tonic::TimeoutExpired(()).to_string()
     {
-        return timeout(service, "response", limit);
+        return GatewayError::upstream_timeout(service, "response", limit);
     }
     // A CANCELLED that carries a transport cause (the connection closed under the call) was
     // not sent by the server: the endpoint is unreachable, which is UNAVAILABLE.
@@ -165,33 +170,12 @@ fn status_error(service: &str, status: Status, limit: Duration) -> GatewayError 
 
 /// The status message with its causes, e.g. "tcp connect error: Connection refused".
 fn describe(status: &Status) -> String {
-    let mut text = status.message().to_string();
-    let mut source = std::error::Error::source(status);
-    while let Some(error) = source {
-        let cause = error.to_string();
-        if !text.contains(&cause) {
-            text.push_str(": ");
-            text.push_str(&cause);
-        }
-        source = error.source();
-    }
+    let text = with_causes(
+        status.message().to_string(),
+        std::error::Error::source(status),
+    );
     if text.is_empty() {
-        text = status.code().description().to_string();
+        return status.code().description().to_string();
     }
     text
-}
-
-fn timeout(service: &str, phase: &'static str, after: Duration) -> GatewayError {
-    GatewayError::UpstreamTimeout {
-        service: service.to_string(),
-        phase,
-        after,
-    }
-}
-
-fn protocol_error(service: &str, detail: &str) -> GatewayError {
-    GatewayError::UpstreamProtocol {
-        service: service.to_string(),
-        detail: detail.to_string(),
-    }
 }
