@@ -206,36 +206,7 @@ async fn two_gateways_sharing_redis_cannot_overspend_one_budget() {
     let second = start_gateway(raw, &services).await;
     first.wait_ready().await;
     second.wait_ready().await;
-    let admin = first.admin_token().await;
-    // Each request really uses 10 tokens (5 prompt + 5 completion): the budget allows 10.
-    let budget = 100;
-    let (id, key) = first
-        .create_key(&admin, json!({"name": "capped", "token_budget": budget}))
-        .await;
-    let body = json!({"model": "llm/m", "max_tokens": 5, "messages": [{"role": "user", "content": "hello there"}]});
-    let mut ok = 0;
-    for answer in concurrent_chats(&[&first, &second], &key, &body, 100).await {
-        match answer {
-            (200, _) => ok += 1,
-            (429, code) => assert_eq!(code, "insufficient_quota"),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    assert!(
-        (1..=10).contains(&ok),
-        "{ok} requests succeeded across both replicas"
-    );
-    assert_eq!(
-        upstream.state.requests(),
-        ok as u64,
-        "refused requests never reached the upstream"
-    );
-    let rows = first.usage_rows(id, ok).await;
-    let billed: i64 = rows
-        .iter()
-        .map(|r| r.prompt_tokens + r.completion_tokens)
-        .sum();
-    assert!(billed <= budget, "billed {billed} of {budget}");
+    race_a_ten_request_budget(&[&first, &second], &upstream, 100).await;
     first.stop().await;
     second.stop().await;
 }

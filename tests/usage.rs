@@ -228,34 +228,7 @@ async fn budget_race(db: Db) {
     raw.server.workers = 2;
     let gateway = start_gateway(raw, &services_for("llm", &[&upstream], &[])).await;
     gateway.wait_ready().await;
-    let admin = gateway.admin_token().await;
-    // Each request really uses 10 tokens (5 prompt + 5 completion): the budget allows 10.
-    let budget = 100;
-    let (id, key) = gateway
-        .create_key(&admin, json!({"name": "capped", "token_budget": budget}))
-        .await;
-    let body = json!({"model": "llm/m", "max_tokens": 5, "messages": [{"role": "user", "content": "hello there"}]});
-    let mut ok = 0;
-    for answer in concurrent_chats(&[&gateway], &key, &body, 100).await {
-        match answer {
-            (200, _) => ok += 1,
-            (429, code) => assert_eq!(code, "insufficient_quota"),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    assert!((1..=10).contains(&ok), "{ok} requests succeeded");
-    let rows = gateway.usage_rows(id, ok).await;
-    let billed: i64 = rows
-        .iter()
-        .map(|r| r.prompt_tokens + r.completion_tokens)
-        .sum();
-    assert!(billed <= budget, "billed {billed} of {budget}");
-    assert_eq!(rows.len(), ok);
-    assert_eq!(
-        upstream.state.requests(),
-        ok as u64,
-        "refused requests never reached the upstream"
-    );
+    race_a_ten_request_budget(&[&gateway], &upstream, 100).await;
     gateway.stop().await;
 }
 

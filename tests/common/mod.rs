@@ -297,6 +297,49 @@ pub async fn concurrent_chats(
     answers
 }
 
+/// A budget race: a key whose token budget allows ten requests (5 prompt + 5 completion
+/// tokens each, as the mock bills) sends `count` concurrent chats spread over `gateways`. The
+/// budget must hold: between one and ten succeed, the rest are refused with
+/// `insufficient_quota` before reaching `upstream`, and usage bills no more than the budget.
+pub async fn race_a_ten_request_budget(
+    gateways: &[&TestGateway],
+    upstream: &MockUpstream,
+    count: usize,
+) {
+    let first = gateways[0];
+    let admin = first.admin_token().await;
+    let budget = 100;
+    let (id, key) = first
+        .create_key(&admin, json!({"name": "capped", "token_budget": budget}))
+        .await;
+    let body = json!({"model": "llm/m", "max_tokens": 5, "messages": [{"role": "user", "content": "hello there"}]});
+    let mut ok = 0;
+    for answer in concurrent_chats(gateways, &key, &body, count).await {
+        match answer {
+            (200, _) => ok += 1,
+            (429, code) => assert_eq!(code, "insufficient_quota"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        (1..=10).contains(&ok),
+        "{ok} requests succeeded across {} gateway(s)",
+        gateways.len()
+    );
+    assert_eq!(
+        upstream.state.requests(),
+        ok as u64,
+        "refused requests never reached the upstream"
+    );
+    let rows = first.usage_rows(id, ok).await;
+    assert_eq!(rows.len(), ok);
+    let billed: i64 = rows
+        .iter()
+        .map(|r| r.prompt_tokens + r.completion_tokens)
+        .sum();
+    assert!(billed <= budget, "billed {billed} of {budget}");
+}
+
 pub fn error_code(body: &[u8]) -> String {
     let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     value["error"]["code"].as_str().unwrap_or("").to_string()
