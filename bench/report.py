@@ -9,7 +9,7 @@ import os
 import re
 import sys
 
-TARGETS = ["direct", "nginx", "gateway-bare", "gateway-full"]
+TARGETS = ["direct", "nginx", "floor", "gateway-bare", "gateway-full"]
 NOTE = (
     "Figures are only comparable within one run: direct, nginx and the gateway ran back to "
     "back on the same machine, with wrk and the mock upstream sharing its cores. Compare "
@@ -150,7 +150,29 @@ def build(raw):
     gateway["cpu_seconds"] = round(gateway["cpu_ticks"] / gateway["clk_tck"], 2)
     data["open_streams"] = {"gateway": gateway, "client": client}
     data["budgets"] = budgets(data, levels)
+    data["floor_comparison"] = floor_comparison(data, levels)
     return data
+
+
+def floor_comparison(data, levels):
+    """Throughput against nginx's and CPU per request against the floor's, at the top level:
+    how much of the gap to nginx is the framework (floor) and how much the gateway's own work."""
+    top = str(max(levels))
+    ns = data["non_streaming"]
+    nginx_rps = ns["nginx"][top]["rps"]
+    floor_cpu = ns["floor"][top]["cpu_seconds_per_1k"]
+    rows = []
+    for name in ["nginx", "floor", "gateway-bare", "gateway-full"]:
+        entry = ns[name][top]
+        cpu = entry["cpu_seconds_per_1k"]
+        rows.append({
+            "target": name,
+            "rps_vs_nginx": round(entry["rps"] / nginx_rps, 3) if nginx_rps else None,
+            "cpu_us_per_request": None if cpu is None else round(cpu * 1000, 1),
+            "cpu_us_over_floor": None if cpu is None or floor_cpu is None
+            else round((cpu - floor_cpu) * 1000, 1),
+        })
+    return {"concurrency": int(top), "rows": rows}
 
 
 def budgets(data, levels):
@@ -208,9 +230,11 @@ def markdown(data):
         f"wrk {meta['wrk']} (1 thread, {meta['duration_s']} s per run), nginx {meta['nginx']} "
         f"({meta['nginx_workers']} worker), gateway {meta['gateway_workers']} worker(s), mock "
         f"upstream {meta['mock_workers']} workers. Request: `POST /v1/chat/completions`, "
-        "non-streaming, ~80-byte body. *bare* = no auth, no limits, no metrics (usage is still "
-        "recorded); *full* = API key, in-process rate limits (ceilings above the load), usage "
-        "recording, Prometheus metrics. Both at the default log level."
+        "non-streaming, ~80-byte body. *floor* = actix-web in front of hyper's pooled client "
+        "and nothing else (bench/floor-proxy: the framework's own cost); *bare* = the gateway "
+        "with no auth, no limits, no metrics (usage is still recorded); *full* = API key, "
+        "in-process rate limits (ceilings above the load), usage recording, Prometheus "
+        "metrics. Both gateways at the default log level."
     )
     out += ["", "## Non-streaming", ""]
     out.append(
@@ -232,7 +256,23 @@ def markdown(data):
     out.append(
         "+p50/+p99: target minus direct at the same concurrency (added latency). CPU s / 1k req: "
         "user+system CPU of the proxy process (the mock's for direct, nginx's worker, the "
-        "gateway) per 1,000 requests."
+        "floor proxy, the gateway) per 1,000 requests."
+    )
+    fc = data["floor_comparison"]
+    out += ["", f"### Framework or gateway? (c={fc['concurrency']})", ""]
+    out.append("| target | RPS vs nginx | CPU µs / request | CPU µs over the floor |")
+    out.append("| --- | ---: | ---: | ---: |")
+    for row in fc["rows"]:
+        ratio = row["rps_vs_nginx"]
+        out.append(
+            f"| {row['target']} | {'–' if ratio is None else f'{ratio:.0%}'} | "
+            f"{fmt(row['cpu_us_per_request'], 1)} | {signed(row['cpu_us_over_floor'])} |"
+        )
+    out.append("")
+    out.append(
+        "The floor is what actix-web and hyper cost on their own; what the gateway spends "
+        "above it is its own work per request (request ids, parsing, routing, failover, usage "
+        "recording, and in *full* authentication, limits and metrics)."
     )
     rss = data["peak_rss_kb_non_streaming"]
     out.append(

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The overhead benchmark behind `make benchmark`: the same requests straight at the mock upstream
-# (direct), through nginx (a plain keep-alive reverse proxy) and through the gateway (bare: no
-# auth, no metrics; full: API key, usage recording, metrics), all in one run on one machine.
+# (direct), through nginx (a plain keep-alive reverse proxy), through the floor proxy (actix-web
+# + hyper's pooled client and nothing else: the framework's own cost) and through the gateway
+# (bare: no auth, no metrics; full: API key, usage recording, metrics), all in one run on one
+# machine.
 # Raw figures go to a temp dir; bench/report.py turns them into bench/results/latest.{md,json}.
 # Every process started here is stopped on exit, including on failure or Ctrl-C.
 #
@@ -104,10 +106,11 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 if [ -z "${BENCH_SKIP_BUILD:-}" ]; then
     log "building release binaries"
-    cargo build --release -p gateway -p mock-upstream
+    cargo build --release -p gateway -p mock-upstream -p floor-proxy
 fi
 GATEWAY=$TARGET_DIR/release/gateway
 MOCK=$TARGET_DIR/release/mock-upstream
+FLOOR=$TARGET_DIR/release/floor-proxy
 
 # The client side holds ~1,000 sockets, the gateway twice that (client + upstream).
 if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((OPEN_STREAMS * 2 + 256)) ]; then
@@ -178,6 +181,14 @@ NGINX_PID=$!
 PIDS+=("$NGINX_PID")
 wait_http "http://127.0.0.1:$NGINX_PORT/health" 20
 
+# The floor proxy: the gateway's server, client and allocator, with one worker like the others.
+FLOOR_PORT=$(free_port)
+"$FLOOR" --bind "127.0.0.1:$FLOOR_PORT" --upstream "http://127.0.0.1:$MOCK_PORT" \
+    --workers "$GATEWAY_WORKERS" >"$TMP/floor.log" 2>&1 &
+FLOOR_PID=$!
+PIDS+=("$FLOOR_PID")
+wait_http "http://127.0.0.1:$FLOOR_PORT/health" 20
+
 # ---------------------------------------------------------------------------------------------
 # Gateways: bare and full share the temp SQLite database (only full reads keys from it).
 export DATABASE_URL="sqlite://$TMP/gw.db"
@@ -232,6 +243,7 @@ nginx_workers() { pgrep -P "$NGINX_PID" | tr '\n' ' '; }
 TARGETS=(
     "direct $MOCK_PORT plain $MOCK_PID"
     "nginx $NGINX_PORT plain NGINX"
+    "floor $FLOOR_PORT plain $FLOOR_PID"
     "gateway-bare $BARE_PORT plain $BARE_PID"
     "gateway-full $FULL_PORT auth $FULL_PID"
 )
@@ -264,7 +276,7 @@ done
 
 printf '{"gateway-bare": %d, "gateway-full": %d}\n' "$(status_kb "$BARE_PID" VmHWM)" \
     "$(status_kb "$FULL_PID" VmHWM)" >"$RAW/peak-rss-kb.json"
-for pid in "$NGINX_PID" "$BARE_PID" "$FULL_PID"; do stop_pid "$pid"; done
+for pid in "$NGINX_PID" "$FLOOR_PID" "$BARE_PID" "$FULL_PID"; do stop_pid "$pid"; done
 
 # ---------------------------------------------------------------------------------------------
 # Open streams: a fresh full gateway (so its peak RSS is this scenario's alone) holds
