@@ -195,7 +195,9 @@ async fn attempt_once(
     request: &Forward<'_>,
 ) -> Result<Answer, GatewayError> {
     if endpoint.spec.protocol == Protocol::Grpc {
-        return attempt_grpc(endpoint, settings, service, request).await;
+        // Boxed: inline, the gRPC call's state (~4 KB) would size every HTTP request's future,
+        // which is moved whole on its way into actix-web's boxed handler.
+        return Box::pin(attempt_grpc(endpoint, settings, service, request)).await;
     }
     let protocol_error = |detail: String| GatewayError::upstream_protocol(service, detail);
     let mut upstream = http::Request::post(format!("{}{}", endpoint.base_url, request.kind.path()))
@@ -379,4 +381,34 @@ fn forwardable_headers(headers: &http::HeaderMap) -> Vec<(HeaderName, HeaderValu
             ))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    /// The size of the future an async fn with four or five arguments returns.
+    fn future_size4<F, A, B, C, D, Fut>(_: F) -> usize
+    where
+        F: Fn(A, B, C, D) -> Fut,
+    {
+        std::mem::size_of::<Fut>()
+    }
+
+    fn future_size5<F, A, B, C, D, E, Fut>(_: F) -> usize
+    where
+        F: Fn(A, B, C, D, E) -> Fut,
+    {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// Every request's future holds an attempt's state; the gRPC call's (several KB, tonic's
+    /// encoder and decoder) must stay behind a box, or HTTP requests carry and move it too.
+    #[test]
+    fn an_http_attempt_does_not_carry_the_grpc_state() {
+        let http_attempt = future_size5(super::attempt_once);
+        let grpc_attempt = future_size4(super::attempt_grpc);
+        assert!(
+            http_attempt * 2 < grpc_attempt,
+            "attempt_once's future is {http_attempt} bytes, attempt_grpc's {grpc_attempt}"
+        );
+    }
 }
