@@ -345,6 +345,32 @@ mod tests {
             .collect()
     }
 
+    /// `.cargo/config.toml` builds the bundled SQLite in multi-thread mode without memory
+    /// statistics (no mutex per call, none around every allocation); a build that lost the
+    /// flags would still pass every other test, only slower.
+    #[test]
+    fn bundled_sqlite_is_built_without_per_call_mutexes() {
+        use diesel::RunQueryDsl as _;
+        #[derive(diesel::QueryableByName)]
+        struct CompileOption {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            compile_options: String,
+        }
+        let mut conn = diesel::SqliteConnection::establish(":memory:").expect("open");
+        let options: Vec<String> = diesel::sql_query("PRAGMA compile_options")
+            .load::<CompileOption>(&mut conn)
+            .expect("compile options")
+            .into_iter()
+            .map(|o| o.compile_options)
+            .collect();
+        for wanted in ["THREADSAFE=2", "DEFAULT_MEMSTATUS=0"] {
+            assert!(
+                options.iter().any(|o| o == wanted),
+                "SQLite lacks {wanted}: {options:?}"
+            );
+        }
+    }
+
     /// Migration 3 moves usage idempotency from request ids (which clients choose) to event
     /// ids: stored rows keep their request id as their event id, and a request id may repeat.
     #[test]
