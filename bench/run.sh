@@ -250,13 +250,22 @@ TARGETS=(
 
 scrape() { curl -fsS "http://127.0.0.1:$FULL_PORT/metrics" >"$1"; }
 
-for entry in "${TARGETS[@]}"; do
-    read -r name port script pids <<<"$entry"
+target_fields() { # entry -> name port script pids url
+    read -r name port script pids <<<"$1"
     [ "$pids" = NGINX ] && pids=$(nginx_workers)
     url="http://127.0.0.1:$port/v1/chat/completions"
+}
+
+for entry in "${TARGETS[@]}"; do
+    target_fields "$entry"
     log "$name: warm-up"
     wrk -t1 -c16 -d2s -s "$TMP/$script.lua" "$url" >/dev/null
-    for c in $CONCURRENCY; do
+done
+# Targets take turns at each concurrency: the runs a budget line compares happen within a minute
+# of each other instead of minutes apart, so a shared machine drifts less between them.
+for c in $CONCURRENCY; do
+    for entry in "${TARGETS[@]}"; do
+        target_fields "$entry"
         log "$name: c=$c for ${DURATION}s"
         [ "$name" = gateway-full ] && scrape "$RAW/metrics-$name-c$c-before.txt"
         before=$(cpu_ticks $pids)
@@ -267,6 +276,9 @@ for entry in "${TARGETS[@]}"; do
         printf '{"cpu_ticks": %d, "clk_tck": %d}\n' $((after - before)) "$(getconf CLK_TCK)" \
             >"$RAW/cpu-$name-c$c.json"
     done
+done
+for entry in "${TARGETS[@]}"; do
+    target_fields "$entry"
     log "$name: $STREAM_REQUESTS sequential streams (20 chunks)"
     key=""
     [ "$script" = auth ] && key=$KEY
