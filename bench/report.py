@@ -22,15 +22,15 @@ def load_json(path):
         return json.load(handle)
 
 
-def wrk_result(raw, name, concurrency):
+def wrk_run(raw, run):
     """The BENCHJSON line the Lua `done` hook printed, plus the CPU figures run.sh recorded."""
-    with open(os.path.join(raw, f"wrk-{name}-c{concurrency}.txt")) as handle:
+    with open(os.path.join(raw, f"wrk-{run}.txt")) as handle:
         text = handle.read()
     match = re.search(r"^BENCHJSON (.*)$", text, re.MULTILINE)
     if not match:
-        raise SystemExit(f"no wrk summary for {name} c={concurrency}:\n{text}")
+        raise SystemExit(f"no wrk summary for {run}:\n{text}")
     result = json.loads(match.group(1))
-    cpu = load_json(os.path.join(raw, f"cpu-{name}-c{concurrency}.json"))
+    cpu = load_json(os.path.join(raw, f"cpu-{run}.json"))
     seconds = result["duration_us"] / 1e6
     requests = result["requests"]
     cpu_seconds = cpu["cpu_ticks"] / cpu["clk_tck"]
@@ -42,6 +42,16 @@ def wrk_result(raw, name, concurrency):
         "cpu_seconds": round(cpu_seconds, 2),
         "cpu_seconds_per_1k": round(cpu_seconds / requests * 1000, 4) if requests else None,
     }
+
+
+def wrk_result(raw, name, concurrency, rounds):
+    """The median round by RPS (all of its figures), with every round's RPS beside it."""
+    runs = [wrk_run(raw, f"{name}-c{concurrency}-r{r}") for r in range(1, rounds + 1)]
+    ranked = sorted(runs, key=lambda run: run["rps"])
+    median = dict(ranked[(len(ranked) - 1) // 2])
+    median["rounds_rps"] = [run["rps"] for run in runs]
+    median["errors"] = sum(run["errors"] for run in runs)
+    return median
 
 
 def parse_histogram(path, name="gateway_overhead_seconds"):
@@ -86,21 +96,26 @@ def histogram_quantile(quantile, buckets):
     return lower_bound
 
 
-def internal_overhead(raw, concurrency):
-    before = os.path.join(raw, f"metrics-gateway-full-c{concurrency}-before.txt")
-    after = os.path.join(raw, f"metrics-gateway-full-c{concurrency}-after.txt")
-    if not (os.path.exists(before) and os.path.exists(after)):
-        return None
-    b_buckets, b_sum, b_count = parse_histogram(before)
-    a_buckets, a_sum, a_count = parse_histogram(after)
-    buckets = {le: a_buckets[le] - b_buckets.get(le, 0.0) for le in a_buckets}
-    count = a_count - b_count
+def internal_overhead(raw, concurrency, rounds):
+    """The histogram's growth over the full gateway's runs at this concurrency, all rounds."""
+    buckets, total, count = {}, 0.0, 0.0
+    for r in range(1, rounds + 1):
+        before = os.path.join(raw, f"metrics-gateway-full-c{concurrency}-r{r}-before.txt")
+        after = os.path.join(raw, f"metrics-gateway-full-c{concurrency}-r{r}-after.txt")
+        if not (os.path.exists(before) and os.path.exists(after)):
+            return None
+        b_buckets, b_sum, b_count = parse_histogram(before)
+        a_buckets, a_sum, a_count = parse_histogram(after)
+        for le in a_buckets:
+            buckets[le] = buckets.get(le, 0.0) + a_buckets[le] - b_buckets.get(le, 0.0)
+        total += a_sum - b_sum
+        count += a_count - b_count
     if count <= 0:
         return None
     micros = lambda v: None if v is None else round(v * 1e6, 1)  # noqa: E731
     return {
         "observations": int(count),
-        "mean_us": micros((a_sum - b_sum) / count),
+        "mean_us": micros(total / count),
         "p50_us_approx": micros(histogram_quantile(0.50, buckets)),
         "p99_us_approx": micros(histogram_quantile(0.99, buckets)),
     }
@@ -121,11 +136,12 @@ def signed(value):
 def build(raw):
     meta = load_json(os.path.join(raw, "meta.json"))
     levels = meta["concurrency"]
+    rounds = meta.get("rounds", 1)
     data = {"meta": meta, "note": NOTE, "non_streaming": {}, "streaming": {}}
     for name in TARGETS:
         data["non_streaming"][name] = {}
         for c in levels:
-            data["non_streaming"][name][str(c)] = wrk_result(raw, name, c)
+            data["non_streaming"][name][str(c)] = wrk_result(raw, name, c, rounds)
     for name in TARGETS:
         direct = data["non_streaming"]["direct"]
         for c in levels:
@@ -143,7 +159,9 @@ def build(raw):
                 "p99": round(stream["ttfb_p99_us"] - base["ttfb_p99_us"], 1),
             }
         data["streaming"][name] = stream
-    data["gateway_overhead_histogram"] = {str(c): internal_overhead(raw, c) for c in levels}
+    data["gateway_overhead_histogram"] = {
+        str(c): internal_overhead(raw, c, rounds) for c in levels
+    }
     data["peak_rss_kb_non_streaming"] = load_json(os.path.join(raw, "peak-rss-kb.json"))
     gateway = load_json(os.path.join(raw, "open-streams-gateway.json"))
     client = load_json(os.path.join(raw, "open-streams-client.json"))
@@ -227,7 +245,8 @@ def markdown(data):
     out.append("")
     out.append(
         f"Run {meta['date']} on {meta['host']}, {meta['cores']} cores, commit {meta['commit']}; "
-        f"wrk {meta['wrk']} (1 thread, {meta['duration_s']} s per run), nginx {meta['nginx']} "
+        f"wrk {meta['wrk']} (1 thread, {meta['duration_s']} s per run, "
+        f"{meta.get('rounds', 1)} interleaved rounds, median round shown), nginx {meta['nginx']} "
         f"({meta['nginx_workers']} worker), gateway {meta['gateway_workers']} worker(s), mock "
         f"upstream {meta['mock_workers']} workers. Request: `POST /v1/chat/completions`, "
         "non-streaming, ~80-byte body. *floor* = actix-web in front of hyper's pooled client "
@@ -238,9 +257,10 @@ def markdown(data):
     )
     out += ["", "## Non-streaming", ""]
     out.append(
-        "| target | c | RPS | p50 µs | p90 µs | p99 µs | +p50 µs | +p99 µs | CPU s / 1k req | errors |"
+        "| target | c | RPS | p50 µs | p90 µs | p99 µs | +p50 µs | +p99 µs | CPU s / 1k req | errors "
+        "| RPS by round |"
     )
-    out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for c in levels:
         for name in TARGETS:
             e = data["non_streaming"][name][c]
@@ -250,10 +270,12 @@ def markdown(data):
                 f"| {name} | {c} | {fmt(e['rps'])} | {fmt(lat['p50'])} | {fmt(lat['p90'])} | "
                 f"{fmt(lat['p99'])} | {signed(added['p50']) if name != 'direct' else '–'} | "
                 f"{signed(added['p99']) if name != 'direct' else '–'} | "
-                f"{fmt(e['cpu_seconds_per_1k'], 3)} | {e['errors']} |"
+                f"{fmt(e['cpu_seconds_per_1k'], 3)} | {e['errors']} | "
+                f"{' / '.join(fmt(v) for v in e['rounds_rps'])} |"
             )
     out.append("")
     out.append(
+        "Each row is the target's median round by RPS; errors are summed over all rounds. "
         "+p50/+p99: target minus direct at the same concurrency (added latency). CPU s / 1k req: "
         "user+system CPU of the proxy process (the mock's for direct, nginx's worker, the "
         "floor proxy, the gateway) per 1,000 requests."

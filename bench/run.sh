@@ -7,18 +7,22 @@
 # Raw figures go to a temp dir; bench/report.py turns them into bench/results/latest.{md,json}.
 # Every process started here is stopped on exit, including on failure or Ctrl-C.
 #
-# Knobs (environment): BENCH_DURATION (s per wrk run, 8), BENCH_CONCURRENCY ("1 16 64"),
-# BENCH_STREAM_REQUESTS (200), BENCH_OPEN_STREAMS (1000), BENCH_GATEWAY_WORKERS (1),
-# BENCH_MOCK_WORKERS (2), BENCH_SKIP_BUILD=1, BENCH_KEEP_TMP=1 (keep logs and raw files).
+# Knobs (environment): BENCH_DURATION (s per wrk run, 5), BENCH_ROUNDS (3),
+# BENCH_CONCURRENCY ("1 16 64"), BENCH_STREAM_REQUESTS (500), BENCH_OPEN_STREAMS (1000),
+# BENCH_GATEWAY_WORKERS (1), BENCH_MOCK_WORKERS (2), BENCH_SKIP_BUILD=1, BENCH_KEEP_TMP=1 (keep
+# logs and raw files).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"   # the gateway finds config/ relative to the working directory
 
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
-DURATION=${BENCH_DURATION:-8}
+DURATION=${BENCH_DURATION:-5}
+# Every non-streaming run is repeated in interleaved rounds; the report keeps each target's
+# median round, so one burst of background load on a shared machine does not decide a line.
+ROUNDS=${BENCH_ROUNDS:-3}
 CONCURRENCY=${BENCH_CONCURRENCY:-"1 16 64"}
-STREAM_REQUESTS=${BENCH_STREAM_REQUESTS:-200}
+STREAM_REQUESTS=${BENCH_STREAM_REQUESTS:-500}
 OPEN_STREAMS=${BENCH_OPEN_STREAMS:-1000}
 # One gateway worker and one nginx worker: on a 2-core machine that also runs wrk and the mock,
 # one worker each puts both proxies on equal footing and leaves a core for the load generator.
@@ -261,20 +265,24 @@ for entry in "${TARGETS[@]}"; do
     log "$name: warm-up"
     wrk -t1 -c16 -d2s -s "$TMP/$script.lua" "$url" >/dev/null
 done
-# Targets take turns at each concurrency: the runs a budget line compares happen within a minute
-# of each other instead of minutes apart, so a shared machine drifts less between them.
-for c in $CONCURRENCY; do
-    for entry in "${TARGETS[@]}"; do
-        target_fields "$entry"
-        log "$name: c=$c for ${DURATION}s"
-        [ "$name" = gateway-full ] && scrape "$RAW/metrics-$name-c$c-before.txt"
-        before=$(cpu_ticks $pids)
-        wrk -t1 -c"$c" -d"${DURATION}s" --latency -s "$TMP/$script.lua" "$url" \
-            >"$RAW/wrk-$name-c$c.txt"
-        after=$(cpu_ticks $pids)
-        [ "$name" = gateway-full ] && scrape "$RAW/metrics-$name-c$c-after.txt"
-        printf '{"cpu_ticks": %d, "clk_tck": %d}\n' $((after - before)) "$(getconf CLK_TCK)" \
-            >"$RAW/cpu-$name-c$c.json"
+# Targets take turns at each concurrency, round after round: the runs a budget line compares
+# happen within a minute of each other instead of minutes apart, so a shared machine drifts
+# less between them.
+for round in $(seq "$ROUNDS"); do
+    for c in $CONCURRENCY; do
+        for entry in "${TARGETS[@]}"; do
+            target_fields "$entry"
+            log "$name: c=$c for ${DURATION}s (round $round of $ROUNDS)"
+            run=$name-c$c-r$round
+            [ "$name" = gateway-full ] && scrape "$RAW/metrics-$run-before.txt"
+            before=$(cpu_ticks $pids)
+            wrk -t1 -c"$c" -d"${DURATION}s" --latency -s "$TMP/$script.lua" "$url" \
+                >"$RAW/wrk-$run.txt"
+            after=$(cpu_ticks $pids)
+            [ "$name" = gateway-full ] && scrape "$RAW/metrics-$run-after.txt"
+            printf '{"cpu_ticks": %d, "clk_tck": %d}\n' $((after - before)) \
+                "$(getconf CLK_TCK)" >"$RAW/cpu-$run.json"
+        done
     done
 done
 for entry in "${TARGETS[@]}"; do
@@ -312,7 +320,7 @@ cat >"$RAW/meta.json" <<EOF
 {"date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "host": "$(uname -srm)", "cores": $(nproc),
  "commit": "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)",
  "wrk": "$(wrk -v 2>&1 | head -1 | awk '{print $2}')", "nginx": "$("$NGINX" -v 2>&1 | sed 's/.*nginx\///')",
- "duration_s": $DURATION, "concurrency": [$(echo "$CONCURRENCY" | tr ' ' ',')],
+ "duration_s": $DURATION, "rounds": $ROUNDS, "concurrency": [$(echo "$CONCURRENCY" | tr ' ' ',')],
  "gateway_workers": $GATEWAY_WORKERS, "nginx_workers": $NGINX_WORKERS, "mock_workers": $MOCK_WORKERS,
  "stream_requests": $STREAM_REQUESTS, "open_streams": $OPEN_STREAMS}
 EOF
