@@ -400,8 +400,8 @@ mod tests {
         std::mem::size_of::<Fut>()
     }
 
-    /// Every request's future holds an attempt's state; the gRPC call's (several KB, tonic's
-    /// encoder and decoder) must stay behind a box, or HTTP requests carry and move it too.
+    /// Every request's future holds an attempt's state; the gRPC call's (~4 KB of tonic state)
+    /// must stay behind a box, or HTTP requests carry and move it too.
     #[test]
     fn an_http_attempt_does_not_carry_the_grpc_state() {
         let http_attempt = future_size5(super::attempt_once);
