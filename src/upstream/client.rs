@@ -68,9 +68,7 @@ pub type HttpClient = hyper_util::client::legacy::Client<
 
 /// The connector behind [`HttpClient`]: Nagle off, the service's connect timeout, and IP
 /// literals (what discovery gives) used as they are, without a resolver.
-pub fn http_connector(
-    connect_timeout: Duration,
-) -> hyper_util::client::legacy::connect::HttpConnector {
+fn http_connector(connect_timeout: Duration) -> hyper_util::client::legacy::connect::HttpConnector {
     let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(connect_timeout));

@@ -5,8 +5,6 @@ mod client;
 pub mod grpc;
 mod probe;
 
-pub use client::{
-    http_connector, nodelay_connector, set_server_nodelay, HttpClient, UpstreamClients,
-};
+pub use client::{nodelay_connector, set_server_nodelay, HttpClient, UpstreamClients};
 pub use grpc::GrpcChannels;
 pub use probe::UpstreamHealthProbe;
