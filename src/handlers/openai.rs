@@ -9,6 +9,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::error::GatewayError;
+use crate::overview::RequestOutcome;
 use crate::pipeline::{ApiKind, ParsedRequest, PipelineBody, PipelineResponse, RequestContext};
 use crate::request_id::RequestId;
 use crate::server::AppState;
@@ -50,6 +51,36 @@ async fn serve(
     clients: &UpstreamClients,
 ) -> Result<HttpResponse, GatewayError> {
     let started = Instant::now();
+    let result = answer(kind, request, payload, state, clients).await;
+    // Measured once the head is ready: a whole answer, or a stream's first byte.
+    let latency = started.elapsed();
+    let (failed, overhead) = match &result {
+        Ok((response, upstream_time)) => {
+            let overhead = latency.saturating_sub(*upstream_time);
+            state.metrics.observe_overhead(kind.label(), overhead);
+            (response.status().is_server_error(), Some(overhead))
+        }
+        Err(error) => (error.status().is_server_error(), None),
+    };
+    state.metrics.overview.record_request(
+        started,
+        RequestOutcome {
+            latency,
+            overhead,
+            failed,
+        },
+    );
+    result.map(|(response, _)| response)
+}
+
+/// The request's answer and the time spent upstream.
+async fn answer(
+    kind: ApiKind,
+    request: HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    clients: &UpstreamClients,
+) -> Result<(HttpResponse, Duration), GatewayError> {
     let key = crate::auth::authenticate(&request, &state.keys, state.auth_enabled).await?;
     let body = read_json_body(&request, payload, state.max_body_bytes).await?;
     let parsed = ParsedRequest::parse(kind, body)?;
@@ -70,12 +101,7 @@ async fn serve(
     };
     let response = state.pipeline.execute(clients, parsed, context).await?;
     let upstream_time = response.upstream_time;
-    let http = into_http(response);
-    state.metrics.observe_overhead(
-        kind.label(),
-        started.elapsed().saturating_sub(upstream_time),
-    );
-    Ok(http)
+    Ok((into_http(response), upstream_time))
 }
 
 /// Reads the body within the size limit, refusing non-JSON content types.

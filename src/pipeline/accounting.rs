@@ -116,6 +116,10 @@ impl UsageTicket {
         if !self.cached {
             self.metrics
                 .count_tokens(&key_label, &self.model, tokens.prompt, tokens.completion);
+            let billed = u64::try_from(tokens.prompt + tokens.completion).unwrap_or(0);
+            self.metrics
+                .overview
+                .record_tokens(std::time::Instant::now(), billed);
         }
         let mut event_id = uuid::Uuid::encode_buffer();
         slot.record(UsageEvent {

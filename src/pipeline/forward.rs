@@ -165,6 +165,8 @@ fn respond(
             ));
             let metrics = metrics.clone();
             let label = Arc::clone(service);
+            // Held by the end callback, so dropped when the stream ends or its client leaves.
+            let open_stream = metrics.overview.stream_opened();
             let relay = SseRelay::new(
                 upstream,
                 settings.idle_timeout,
@@ -174,7 +176,9 @@ fn respond(
             .on_end(move |fault| {
                 if let Some(fault) = fault {
                     metrics.count_stream_fault(&label, fault.label());
+                    metrics.overview.record_stream_fault(Instant::now());
                 }
+                drop(open_stream);
             });
             PipelineResponse {
                 status,
