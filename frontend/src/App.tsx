@@ -1,0 +1,64 @@
+//! Routes: sign-in outside, every other page inside the layout, admin pages only for admins.
+
+import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
+import { BrowserRouter, Navigate, Route, Routes } from "react-router";
+import { ApiError } from "./api/client";
+import { useSession } from "./api/useSession";
+import { Layout } from "./components/Layout";
+import { KeysPage } from "./pages/keys/KeysPage";
+import { OverviewPage } from "./pages/overview/OverviewPage";
+import { PlaygroundPage } from "./pages/playground/PlaygroundPage";
+import { SignInPage } from "./pages/signin/SignInPage";
+import { UpstreamsPage } from "./pages/upstreams/UpstreamsPage";
+import { UsagePage } from "./pages/usage/UsagePage";
+
+export function makeQueryClient(): QueryClient {
+  return new QueryClient({
+    defaultOptions: {
+      queries: {
+        // Client errors (bad input, no permission, signed out) do not get better by retrying.
+        retry: (count, error) => !(error instanceof ApiError && error.status >= 400 && error.status < 500) && count < 2,
+        refetchOnWindowFocus: false,
+      },
+    },
+  });
+}
+
+function AppRoutes() {
+  const session = useSession();
+  if (!session) {
+    return (
+      <Routes>
+        <Route path="*" element={<SignInPage />} />
+      </Routes>
+    );
+  }
+  const admin = session.role === "admin";
+  return (
+    <Routes>
+      <Route path="/signin" element={<Navigate to="/" replace />} />
+      <Route element={<Layout session={session} />}>
+        <Route index element={admin ? <OverviewPage /> : <Navigate to="/playground" replace />} />
+        {admin ? (
+          <>
+            <Route path="keys" element={<KeysPage />} />
+            <Route path="usage" element={<UsagePage />} />
+            <Route path="upstreams" element={<UpstreamsPage />} />
+          </>
+        ) : null}
+        <Route path="playground" element={<PlaygroundPage session={session} />} />
+        <Route path="*" element={<Navigate to="/" replace />} />
+      </Route>
+    </Routes>
+  );
+}
+
+export function App({ client = makeQueryClient() }: { client?: QueryClient }) {
+  return (
+    <QueryClientProvider client={client}>
+      <BrowserRouter>
+        <AppRoutes />
+      </BrowserRouter>
+    </QueryClientProvider>
+  );
+}

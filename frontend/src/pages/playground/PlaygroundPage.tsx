@@ -1,0 +1,158 @@
+//! Chat with any model over `GET /v1/ws`, as the signed-in admin or with a pasted API key.
+
+import { useState, type FormEvent } from "react";
+import { useTranslation } from "react-i18next";
+import { useModels } from "../../api/models";
+import type { Session } from "../../api/session";
+import { ErrorText } from "../../components/ErrorText";
+import { fmt } from "../../format";
+import { useChat } from "../../ws/useChat";
+
+function Stats({ stats }: { stats: NonNullable<ReturnType<typeof useChat>["stats"]> }) {
+  const { t } = useTranslation();
+  const dash = "—";
+  return (
+    <dl className="run-stats" aria-label={t("playground.stats")}>
+      <div>
+        <dt>{t("playground.firstToken")}</dt>
+        <dd>{stats.firstTokenMs === null ? dash : fmt.millis(stats.firstTokenMs)}</dd>
+      </div>
+      <div>
+        <dt>{t("playground.tokensPerSecond")}</dt>
+        <dd>{stats.tokensPerSecond === null ? dash : fmt.decimal(stats.tokensPerSecond, 1)}</dd>
+      </div>
+      <div>
+        <dt>{t("playground.usage")}</dt>
+        <dd>
+          {stats.usage
+            ? t("playground.usageValue", {
+                prompt: fmt.integer(stats.usage.prompt_tokens),
+                completion: fmt.integer(stats.usage.completion_tokens),
+                total: fmt.integer(stats.usage.total_tokens),
+              })
+            : dash}
+        </dd>
+      </div>
+    </dl>
+  );
+}
+
+export function PlaygroundPage({ session }: { session: Session }) {
+  const { t } = useTranslation();
+  const canUseSession = session.role === "admin";
+  const [mode, setMode] = useState<"session" | "key">(canUseSession ? "session" : "key");
+  const [pastedKey, setPastedKey] = useState("");
+  const apiKey = mode === "key" ? pastedKey.trim() || null : null;
+  const credential = mode === "key" ? apiKey : session.token;
+  const models = useModels(apiKey);
+  const [model, setModel] = useState("");
+  const [maxTokens, setMaxTokens] = useState("64");
+  const [draft, setDraft] = useState("");
+  const chat = useChat(credential);
+  const chosen = model || models.data?.[0] || "";
+  const busy = chat.status !== "idle";
+  const ready = mode === "session" || apiKey !== null;
+  const submit = (event: FormEvent) => {
+    event.preventDefault();
+    if (!draft.trim() || !chosen || busy) return;
+    const limit = Number.parseInt(maxTokens, 10);
+    void chat.send(chosen, draft.trim(), Number.isFinite(limit) && limit > 0 ? limit : null);
+    setDraft("");
+  };
+  return (
+    <>
+      <h1>{t("playground.title")}</h1>
+      <section className="card" aria-labelledby="credential-title">
+        <h2 id="credential-title">{t("playground.credential")}</h2>
+        <div role="radiogroup" aria-label={t("playground.credential")} className="segmented">
+          <label>
+            <input type="radio" name="mode" checked={mode === "session"} disabled={!canUseSession} onChange={() => setMode("session")} />
+            {t("playground.useSession")}
+          </label>
+          <label>
+            <input type="radio" name="mode" checked={mode === "key"} onChange={() => setMode("key")} />
+            {t("playground.useKey")}
+          </label>
+        </div>
+        {!canUseSession ? <p className="muted">{t("playground.viewerHint")}</p> : null}
+        {mode === "key" ? (
+          <label>
+            {t("playground.apiKey")}
+            <input type="password" autoComplete="off" className="mono" value={pastedKey} onChange={(e) => setPastedKey(e.target.value)} placeholder="sk-gw-…" />
+          </label>
+        ) : null}
+        <p className="muted small">{t("playground.ticketNote")}</p>
+      </section>
+      <section className="card chat" aria-labelledby="chat-title">
+        <h2 id="chat-title">{t("playground.conversation")}</h2>
+        <div className="toolbar">
+          <label>
+            {t("playground.model")}
+            <select value={chosen} onChange={(e) => setModel(e.target.value)} disabled={!ready || !models.data}>
+              {(models.data ?? []).map((name) => (
+                <option key={name} value={name}>
+                  {name}
+                </option>
+              ))}
+            </select>
+          </label>
+          <label>
+            {t("playground.maxTokens")}
+            <input inputMode="numeric" value={maxTokens} onChange={(e) => setMaxTokens(e.target.value)} size={6} />
+          </label>
+          <button type="button" onClick={chat.clear} disabled={busy || chat.turns.length === 0}>
+            {t("playground.clear")}
+          </button>
+        </div>
+        {ready ? <ErrorText error={models.error} /> : null}
+        <ol className="turns" aria-label={t("playground.messages")} aria-live="polite">
+          {chat.turns.map((turn, index) => (
+            <li key={index} className={`turn turn-${turn.role}`}>
+              <span className="turn-role">{t(`playground.roles.${turn.role}`)}</span>
+              <div className="turn-text" data-testid={turn.role === "assistant" ? "reply" : undefined}>
+                {turn.content}
+                {turn.cancelled ? <em className="muted"> {t("playground.stopped")}</em> : null}
+              </div>
+            </li>
+          ))}
+        </ol>
+        {chat.failure ? (
+          <p className="error" role="alert">
+            {chat.failure.status
+              ? t("playground.errorWithStatus", {
+                  status: chat.failure.status,
+                  code: chat.failure.error.code ?? "",
+                  message: chat.failure.error.message,
+                })
+              : chat.failure.error.message}
+          </p>
+        ) : null}
+        <p role="status" className="muted small">
+          {chat.status === "connecting" ? t("playground.connecting") : chat.status === "streaming" ? t("playground.streaming") : chat.status === "stopping" ? t("playground.stopping") : ""}
+        </p>
+        {chat.stats ? <Stats stats={chat.stats} /> : null}
+        <form onSubmit={submit} className="composer">
+          <label>
+            {t("playground.message")}
+            <textarea
+              value={draft}
+              rows={3}
+              onChange={(e) => setDraft(e.target.value)}
+              onKeyDown={(e) => {
+                if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) submit(e);
+              }}
+            />
+          </label>
+          <div className="actions">
+            <button type="submit" className="primary" disabled={busy || !ready || !chosen || !draft.trim()}>
+              {t("playground.send")}
+            </button>
+            <button type="button" className="danger" onClick={chat.stop} disabled={chat.status !== "streaming"}>
+              {t("playground.stop")}
+            </button>
+          </div>
+        </form>
+      </section>
+    </>
+  );
+}
