@@ -30,7 +30,7 @@ export const en = {
   },
   signin: {
     title: "Sign in",
-    intro: "Sign in with a dashboard user (created with `gateway users create`).",
+    intro: "Sign in with a dashboard user, created with the command gateway users create.",
     username: "Username",
     password: "Password",
     submit: "Sign in",

@@ -32,7 +32,7 @@ export const zhCN: Resources = {
   },
   signin: {
     title: "登录",
-    intro: "使用控制台用户登录（用 `gateway users create` 创建）。",
+    intro: "使用控制台用户登录（用命令 gateway users create 创建）。",
     username: "用户名",
     password: "密码",
     submit: "登录",
