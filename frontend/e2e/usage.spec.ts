@@ -18,7 +18,7 @@ test("usage appears on the Usage page after requests, and exports as CSV", async
   const keyRow = page.getByRole("row").filter({ has: page.getByRole("rowheader", { name: "usage-key" }) });
   // Usage rows are written in batches: the page shows them once the recorder has flushed.
   await expect(async () => {
-    await page.getByRole("button", { name: "Last 7 days" }).click();
+    await page.getByRole("button", { name: "Refresh" }).click();
     await expect(keyRow).toBeVisible({ timeout: 1000 });
   }).toPass({ timeout: 20_000 });
   const cells = keyRow.getByRole("cell");

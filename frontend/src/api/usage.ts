@@ -1,7 +1,7 @@
 //! `GET /admin/usage?from=&to=&group_by=` (Unix ms, `to` exclusive): reports by key, model, day,
 //! and hour (one request per hour of the range, since the gateway groups by day at most).
 
-import { useQuery } from "@tanstack/react-query";
+import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { apiRequest } from "./client";
 
 export type UsageGroupBy = "key" | "model" | "day";
@@ -93,4 +93,10 @@ export function useHourlyUsage(range: UsageRange, enabled: boolean) {
         })),
       ),
   });
+}
+
+/** Asks again for every usage report on screen (new requests are written in batches). */
+export function useRefreshUsage(): () => Promise<void> {
+  const client = useQueryClient();
+  return () => client.invalidateQueries({ queryKey: usageQueries.all() });
 }

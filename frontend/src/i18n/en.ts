@@ -119,6 +119,7 @@ export const en = {
   },
   usage: {
     title: "Usage",
+    refresh: "Refresh",
     rangeLabel: "Date range",
     from: "From",
     to: "To",

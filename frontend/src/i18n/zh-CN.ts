@@ -121,6 +121,7 @@ export const zhCN: Resources = {
   },
   usage: {
     title: "用量",
+    refresh: "刷新",
     rangeLabel: "日期范围",
     from: "开始",
     to: "结束",

@@ -4,7 +4,7 @@
 import { useMemo, useState } from "react";
 import { useTranslation } from "react-i18next";
 import { useKeys } from "../../api/keys";
-import { hourBuckets, MAX_HOURS, totals, useHourlyUsage, useUsage, type Granularity } from "../../api/usage";
+import { hourBuckets, MAX_HOURS, totals, useHourlyUsage, useRefreshUsage, useUsage, type Granularity } from "../../api/usage";
 import { ErrorText } from "../../components/ErrorText";
 import { StatCard } from "../../components/StatCard";
 import { TimeChart } from "../../components/TimeChart";
@@ -28,6 +28,7 @@ export function UsagePage() {
   const byModel = useUsage(safeRange, "model");
   const byKey = useUsage(safeRange, "key");
   const keys = useKeys();
+  const refresh = useRefreshUsage();
   const keyNames = useMemo(() => new Map((keys.data ?? []).map((k) => [String(k.id), k.name])), [keys.data]);
 
   const timeData = hourly ? byHour.data : byDay.data;
@@ -91,6 +92,9 @@ export function UsagePage() {
             <option value="hour">{t("usage.perHour")}</option>
           </select>
         </label>
+        <button type="button" onClick={() => void refresh()}>
+          {t("usage.refresh")}
+        </button>
         {range === null ? <p role="alert" className="error">{t("usage.badRange")}</p> : null}
         {granularity === "hour" && !hoursAllowed ? (
           <p role="status" className="notice">{t("usage.hourLimit", { hours: MAX_HOURS })}</p>
