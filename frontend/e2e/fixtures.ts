@@ -14,8 +14,9 @@ export const test = base.extend<Fixtures>({
   stack: async ({}, use) => {
     await use(readState());
   },
+  // E2E_BASE_URL: the pages from somewhere else (a dev or preview server proxying to this stack).
   baseURL: async ({ stack }, use) => {
-    await use(stack.baseURL);
+    await use(process.env.E2E_BASE_URL ?? stack.baseURL);
   },
   signIn: async ({ page, stack }, use) => {
     await use(async () => {

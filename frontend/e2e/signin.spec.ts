@@ -34,12 +34,12 @@ test("an expired session returns to sign-in with a message", async ({ page, sign
     const claims = btoa(JSON.stringify({ sub: "admin", role: "admin", exp: Math.floor(Date.now() / 1000) + 600 })).replace(/=+$/, "");
     sessionStorage.setItem("aigw.token", `${head}.${claims}.${sig}`);
   });
-  await page.reload();
+  await page.goto("/keys");
   await expect(page.getByRole("heading", { name: "Sign in" })).toBeVisible();
   await expect(page.getByRole("status")).toHaveText("Your session has expired. Please sign in again.");
 });
 
-test("switch the language, and a Chinese browser starts in Chinese", async ({ page, browser, stack, signIn, snap }) => {
+test("switch the language, and a Chinese browser starts in Chinese", async ({ page, browser, baseURL, signIn, snap }) => {
   await signIn();
   await page.getByLabel("Language").selectOption({ label: "简体中文" });
   await expect(page.getByRole("heading", { name: "概览" })).toBeVisible();
@@ -53,7 +53,7 @@ test("switch the language, and a Chinese browser starts in Chinese", async ({ pa
   await page.getByLabel("语言").selectOption({ label: "English" });
   await expect(page.getByRole("heading", { name: "Usage" })).toBeVisible();
 
-  const chinese = await browser.newContext({ locale: "zh-CN", baseURL: stack.baseURL });
+  const chinese = await browser.newContext({ locale: "zh-CN", baseURL });
   const other = await chinese.newPage();
   await other.goto("/");
   await expect(other.getByRole("heading", { name: "登录" })).toBeVisible();

@@ -83,7 +83,9 @@ export async function startStack(): Promise<StackState> {
     if (!existsSync(bin)) throw new Error(`${bin} is missing: run \`${hint}\` first (make e2e does)`);
   }
   const dir = mkdtempSync(join(tmpdir(), "aigw-e2e-"));
-  const [gateway, metrics, http, grpc, echo] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
+  const [free, metrics, http, grpc, echo] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
+  // A fixed port only when asked (to put `vite preview`/`vite` in front of this gateway by hand).
+  const gateway = Number(process.env.E2E_GATEWAY_PORT ?? free);
   writeFileSync(
     join(dir, "services.json"),
     JSON.stringify({

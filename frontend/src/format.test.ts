@@ -38,6 +38,12 @@ describe("translations", () => {
     expect(keys(zhCN).filter((key) => key.trim() === "")).toEqual([]);
   });
 
+  it("shows Chinese text after switching to zh-CN", async () => {
+    await i18n.changeLanguage("zh-CN");
+    expect(i18n.t("nav.keys")).toBe("密钥");
+    expect(i18n.t("usage.lastDays", { count: 7 })).toBe("最近 7 天");
+  });
+
   it("reads any Chinese browser language as zh-CN", async () => {
     await i18n.changeLanguage("zh");
     expect(i18n.resolvedLanguage).toBe("zh-CN");

@@ -19,7 +19,6 @@ void i18n
     resources: { en: { translation: en }, "zh-CN": { translation: zhCN } },
     fallbackLng: { zh: ["zh-CN"], default: ["en"] },
     supportedLngs: ["en", "zh-CN"],
-    nonExplicitSupportedLngs: true,
     load: "currentOnly",
     interpolation: { escapeValue: false },
     detection: {
