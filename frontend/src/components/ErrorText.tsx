@@ -6,7 +6,8 @@ import { ApiError } from "../api/client";
 export function errorWords(error: unknown, t: (key: string, options?: Record<string, unknown>) => string): string {
   if (error instanceof ApiError) {
     if (error.status === 0) return t("errors.network");
-    const field = error.param ? t("errors.field", { field: error.param }) : "";
+    // Name the field unless the gateway's message already does.
+    const field = error.param && !error.message.includes(error.param) ? t("errors.field", { field: error.param }) : "";
     return `${field}${error.message}`;
   }
   if (error instanceof Error) return error.message;

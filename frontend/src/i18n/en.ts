@@ -108,7 +108,7 @@ export const en = {
     revoke: "Revoke",
     revokeNamed: "Revoke {{name}}",
     revokeTitle: "Revoke “{{name}}”?",
-    revokeWarning: "Requests with the key {{prefix}}… will be refused from now on. This cannot be undone.",
+    revokeWarning: "Requests with the key {{prefix}} will be refused from now on. This cannot be undone.",
     revokeConfirm: "Revoke key",
     errors: {
       nameRequired: "{{field}} is required.",

@@ -110,7 +110,7 @@ export const zhCN: Resources = {
     revoke: "吊销",
     revokeNamed: "吊销 {{name}}",
     revokeTitle: "吊销“{{name}}”？",
-    revokeWarning: "此后使用 {{prefix}}… 的请求都将被拒绝。此操作无法撤销。",
+    revokeWarning: "此后使用 {{prefix}} 的请求都将被拒绝。此操作无法撤销。",
     revokeConfirm: "吊销密钥",
     errors: {
       nameRequired: "{{field}}为必填项。",

@@ -77,7 +77,7 @@ export function KeysPage() {
                     <tr key={item.id}>
                       <th scope="row">{item.name}</th>
                       <td>{item.owner ?? "—"}</td>
-                      <td className="mono">{item.prefix}…</td>
+                      <td className="mono">{item.prefix}</td>
                       <td>
                         <Limits item={item} />
                       </td>

@@ -58,7 +58,9 @@ export function OverviewPage() {
       <p className="muted" aria-live="polite">
         {data
           ? t("overview.window", { secs: fmt.integer(data.window_secs), uptime: fmt.duration(data.uptime_secs) })
-          : t("common.loading")}
+          : overview.isPending
+            ? t("common.loading")
+            : null}
       </p>
       <ErrorText error={overview.error} />
       {data ? (
