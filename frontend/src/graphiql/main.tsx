@@ -7,8 +7,10 @@ import { GraphiQL } from "graphiql";
 import "graphiql/setup-workers/vite";
 import "graphiql/style.css";
 import { StrictMode, useMemo, useState, type FormEvent } from "react";
+import { useTranslation } from "react-i18next";
 import { createRoot } from "react-dom/client";
 import { TOKEN_KEY } from "../api/session";
+import "../i18n";
 import "./graphiql.css";
 
 const DEFAULT_QUERY = `# Who am I, which models and services does the gateway know?
@@ -20,26 +22,27 @@ const DEFAULT_QUERY = `# Who am I, which models and services does the gateway kn
 `;
 
 function CredentialBar({ token, onChange }: { token: string; onChange: (token: string) => void }) {
+  const { t } = useTranslation();
   const [draft, setDraft] = useState(token);
   const submit = (event: FormEvent) => {
     event.preventDefault();
     onChange(draft.trim());
   };
   return (
-    <form className="credential-bar" onSubmit={submit} aria-label="Credential">
-      <a href="/">← Dashboard</a>
+    <form className="credential-bar" onSubmit={submit} aria-label={t("graphiql.credential")}>
+      <a href="/">{t("graphiql.back")}</a>
       <label>
-        Credential (API key or dashboard token)
+        {t("graphiql.credential")}
         <input
           type="password"
           autoComplete="off"
           value={draft}
-          placeholder="sk-gw-… or sign in on the dashboard"
+          placeholder={t("graphiql.placeholder")}
           onChange={(event) => setDraft(event.target.value)}
         />
       </label>
-      <button type="submit">Use credential</button>
-      <span role="status">{token ? "Sending Authorization: Bearer …" : "No credential: only public fields answer."}</span>
+      <button type="submit">{t("graphiql.use")}</button>
+      <span role="status">{token ? t("graphiql.sending") : t("graphiql.none")}</span>
     </form>
   );
 }

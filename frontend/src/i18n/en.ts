@@ -172,6 +172,14 @@ export const en = {
     noEndpoints: "No endpoints.",
     none: "No services are configured.",
   },
+  graphiql: {
+    back: "← Dashboard",
+    credential: "Credential (API key or dashboard token)",
+    placeholder: "sk-gw-… or sign in on the dashboard",
+    use: "Use credential",
+    sending: "Sending Authorization: Bearer …",
+    none: "No credential: only public fields answer.",
+  },
   playground: {
     title: "Playground",
     credential: "Credential",

@@ -174,6 +174,14 @@ export const zhCN: Resources = {
     noEndpoints: "没有端点。",
     none: "未配置任何服务。",
   },
+  graphiql: {
+    back: "← 控制台",
+    credential: "凭据（API 密钥或控制台令牌）",
+    placeholder: "sk-gw-… 或先在控制台登录",
+    use: "使用此凭据",
+    sending: "正在发送 Authorization: Bearer …",
+    none: "没有凭据：只有公开字段会返回。",
+  },
   playground: {
     title: "调试台",
     credential: "凭据",

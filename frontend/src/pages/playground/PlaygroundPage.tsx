@@ -105,7 +105,7 @@ export function PlaygroundPage({ session }: { session: Session }) {
           </button>
         </div>
         {ready ? <ErrorText error={models.error} /> : null}
-        <ol className="turns" aria-label={t("playground.messages")} aria-live="polite">
+        <ol className="turns" aria-label={t("playground.messages")} aria-live="polite" aria-busy={busy}>
           {chat.turns.map((turn, index) => (
             <li key={index} className={`turn turn-${turn.role}`}>
               <span className="turn-role">{t(`playground.roles.${turn.role}`)}</span>
