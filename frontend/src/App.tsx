@@ -1,16 +1,25 @@
 //! Routes: sign-in outside, every other page inside the layout, admin pages only for admins.
 
 import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
+import { lazy, Suspense } from "react";
+import { useTranslation } from "react-i18next";
 import { BrowserRouter, Navigate, Route, Routes } from "react-router";
 import { ApiError } from "./api/client";
 import { useSession } from "./api/useSession";
 import { Layout } from "./components/Layout";
-import { KeysPage } from "./pages/keys/KeysPage";
-import { OverviewPage } from "./pages/overview/OverviewPage";
-import { PlaygroundPage } from "./pages/playground/PlaygroundPage";
 import { SignInPage } from "./pages/signin/SignInPage";
-import { UpstreamsPage } from "./pages/upstreams/UpstreamsPage";
-import { UsagePage } from "./pages/usage/UsagePage";
+
+// Pages load when first opened: sign-in needs none of them, and only two draw charts.
+const KeysPage = lazy(() => import("./pages/keys/KeysPage").then((m) => ({ default: m.KeysPage })));
+const OverviewPage = lazy(() => import("./pages/overview/OverviewPage").then((m) => ({ default: m.OverviewPage })));
+const PlaygroundPage = lazy(() => import("./pages/playground/PlaygroundPage").then((m) => ({ default: m.PlaygroundPage })));
+const UpstreamsPage = lazy(() => import("./pages/upstreams/UpstreamsPage").then((m) => ({ default: m.UpstreamsPage })));
+const UsagePage = lazy(() => import("./pages/usage/UsagePage").then((m) => ({ default: m.UsagePage })));
+
+function Loading() {
+  const { t } = useTranslation();
+  return <p className="muted">{t("common.loading")}</p>;
+}
 
 export function makeQueryClient(): QueryClient {
   return new QueryClient({
@@ -57,7 +66,9 @@ export function App({ client = makeQueryClient() }: { client?: QueryClient }) {
   return (
     <QueryClientProvider client={client}>
       <BrowserRouter>
-        <AppRoutes />
+        <Suspense fallback={<Loading />}>
+          <AppRoutes />
+        </Suspense>
       </BrowserRouter>
     </QueryClientProvider>
   );

@@ -1,5 +1,6 @@
 //! The frame of every signed-in page: navigation (by role), language, GraphiQL, sign-out.
 
+import { Suspense } from "react";
 import { NavLink, Outlet } from "react-router";
 import { useTranslation } from "react-i18next";
 import { signOut, type Session } from "../api/session";
@@ -48,7 +49,9 @@ export function Layout({ session }: { session: Session }) {
         </div>
       </header>
       <main id="main" tabIndex={-1}>
-        <Outlet />
+        <Suspense fallback={<p className="muted">{t("common.loading")}</p>}>
+          <Outlet />
+        </Suspense>
       </main>
     </div>
   );
