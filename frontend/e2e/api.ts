@@ -16,7 +16,13 @@ export async function createKey(request: APIRequestContext, token: string, name:
   return ((await reply.json()) as { key: string }).key;
 }
 
-export function chat(request: APIRequestContext, key: string, model: string, content: string, headers: Record<string, string> = {}) {
+export function chat(
+  request: APIRequestContext,
+  key: string,
+  model: string,
+  content: string,
+  headers: Record<string, string> = {},
+) {
   return request.post("/v1/chat/completions", {
     data: { model, messages: [{ role: "user", content }], max_tokens: 8 },
     headers: { Authorization: `Bearer ${key}`, ...headers },

@@ -1,6 +1,11 @@
 import { expect, test } from "./fixtures";
 
-test("GraphiQL runs a query and shows the schema, with no network beyond the gateway", async ({ page, baseURL, signIn, snap }) => {
+test("GraphiQL runs a query and shows the schema, with no network beyond the gateway", async ({
+  page,
+  baseURL,
+  signIn,
+  snap,
+}) => {
   const elsewhere: string[] = [];
   page.on("request", (request) => {
     const url = request.url();

@@ -25,7 +25,10 @@ export function readmeOperations(): string[] {
   return operations;
 }
 
-test("the standard introspection query builds a client schema that the README's examples validate against", async ({ request, stack }) => {
+test("the standard introspection query builds a client schema that the README's examples validate against", async ({
+  request,
+  stack,
+}) => {
   const token = await adminToken(request, stack);
   const reply = await request.post("/graphql", {
     data: { query: getIntrospectionQuery() },
@@ -35,7 +38,9 @@ test("the standard introspection query builds a client schema that the README's 
   const body = (await reply.json()) as { data: IntrospectionQuery; errors?: unknown[] };
   expect(body.errors).toBeUndefined();
   const schema = buildClientSchema(body.data);
-  expect(Object.keys(schema.getQueryType()?.getFields() ?? {})).toEqual(expect.arrayContaining(["me", "models", "services", "usage", "keys"]));
+  expect(Object.keys(schema.getQueryType()?.getFields() ?? {})).toEqual(
+    expect.arrayContaining(["me", "models", "services", "usage", "keys"]),
+  );
 
   const operations = readmeOperations();
   expect(operations.length).toBeGreaterThanOrEqual(6);

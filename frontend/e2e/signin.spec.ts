@@ -31,7 +31,10 @@ test("an expired session returns to sign-in with a message", async ({ page, sign
   // A token the gateway no longer accepts (as after expiry or a rotated secret).
   await page.evaluate(() => {
     const [head, , sig] = (sessionStorage.getItem("aigw.token") ?? "").split(".");
-    const claims = btoa(JSON.stringify({ sub: "admin", role: "admin", exp: Math.floor(Date.now() / 1000) + 600 })).replace(/=+$/, "");
+    const claims = btoa(JSON.stringify({ sub: "admin", role: "admin", exp: Math.floor(Date.now() / 1000) + 600 })).replace(
+      /=+$/,
+      "",
+    );
     sessionStorage.setItem("aigw.token", `${head}.${claims}.${sig}`);
   });
   await page.goto("/keys");

@@ -94,7 +94,10 @@ export async function startStack(): Promise<StackState> {
     }),
   );
   const pids: number[] = [];
-  const models = start(dir, "python-models", join(ROOT, "python-models", "run.sh"), [], { PORT: String(http), GRPC_PORT: String(grpc) });
+  const models = start(dir, "python-models", join(ROOT, "python-models", "run.sh"), [], {
+    PORT: String(http),
+    GRPC_PORT: String(grpc),
+  });
   pids.push(models.pid ?? 0);
   const echoBind = `127.0.0.1:${echo}`;
   const mock = start(dir, "echo", MOCK_BIN, echoArgs(echoBind));

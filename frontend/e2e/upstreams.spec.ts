@@ -9,7 +9,9 @@ test("an endpoint turns unhealthy on Upstreams when its mock stops, and recovers
   await page.getByRole("link", { name: "Upstreams" }).click();
   await expect(page.getByRole("heading", { name: "Upstreams", level: 1 })).toBeVisible();
   const echo = page.getByRole("region", { name: /^echo/ });
-  const endpoint = echo.getByRole("row").filter({ has: page.getByRole("rowheader", { name: new RegExp(stack.echo.bind.replace(/\./g, "\\.")) }) });
+  const endpoint = echo
+    .getByRole("row")
+    .filter({ has: page.getByRole("rowheader", { name: new RegExp(stack.echo.bind.replace(/\./g, "\\.")) }) });
   await expect(endpoint).toContainText("Eligible");
   await expect(endpoint).toContainText("Static file");
   await expect(page.getByRole("region", { name: /^python-models/ })).toContainText("Eligible");

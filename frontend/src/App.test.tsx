@@ -58,7 +58,12 @@ describe("the app", () => {
   });
 
   it("says why sign-in failed", async () => {
-    fakeFetch({ "POST /auth/login": () => ({ status: 401, body: { error: { message: "Incorrect username or password.", code: "invalid_credentials" } } }) });
+    fakeFetch({
+      "POST /auth/login": () => ({
+        status: 401,
+        body: { error: { message: "Incorrect username or password.", code: "invalid_credentials" } },
+      }),
+    });
     const user = userEvent.setup();
     render(<App client={quietClient()} />);
     await user.type(screen.getByLabelText("Username"), "ada");
@@ -69,7 +74,9 @@ describe("the app", () => {
 
   it("hides admin pages from a viewer", async () => {
     const token = fakeJwt(Date.now() + 3_600_000);
-    fakeFetch({ "POST /auth/login": () => ({ body: { access_token: token, token_type: "bearer", expires_in: 3600, role: "viewer" } }) });
+    fakeFetch({
+      "POST /auth/login": () => ({ body: { access_token: token, token_type: "bearer", expires_in: 3600, role: "viewer" } }),
+    });
     const user = userEvent.setup();
     render(<App client={quietClient()} />);
     await user.type(screen.getByLabelText("Username"), "val");
@@ -85,7 +92,9 @@ describe("the app", () => {
   it("returns to sign-in with a message when the token is refused", async () => {
     sessionStorage.setItem("aigw.token", fakeJwt(Date.now() + 3_600_000));
     sessionStorage.setItem("aigw.role", "admin");
-    fakeFetch({ "GET /admin/overview": () => ({ status: 401, body: { error: { message: "Token expired", code: "invalid_token" } } }) });
+    fakeFetch({
+      "GET /admin/overview": () => ({ status: 401, body: { error: { message: "Token expired", code: "invalid_token" } } }),
+    });
     render(<App client={quietClient()} />);
     expect(await screen.findByRole("heading", { name: "Sign in" })).toBeInTheDocument();
     expect(screen.getByRole("status")).toHaveTextContent("Your session has expired. Please sign in again.");

@@ -33,8 +33,7 @@ export const fmt = {
   /** A count: 12,345. */
   integer: (value: number) => numberFormat({ maximumFractionDigits: 0 }).format(value),
   /** A rate or measure with at most `digits` decimals. */
-  decimal: (value: number, digits = 1) =>
-    numberFormat({ maximumFractionDigits: digits, minimumFractionDigits: 0 }).format(value),
+  decimal: (value: number, digits = 1) => numberFormat({ maximumFractionDigits: digits, minimumFractionDigits: 0 }).format(value),
   /** A share 0..1 as a percentage. */
   percent: (share: number) => numberFormat({ style: "percent", maximumFractionDigits: 1 }).format(share),
   /** Milliseconds, with a unit: "12.3 ms", "1.2 s". */

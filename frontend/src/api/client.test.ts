@@ -17,7 +17,9 @@ describe("apiRequest", () => {
     fakeFetch({
       "POST /admin/keys": () => ({
         status: 400,
-        body: { error: { message: "must not be negative", type: "invalid_request_error", code: "invalid_parameter", param: "rpm" } },
+        body: {
+          error: { message: "must not be negative", type: "invalid_request_error", code: "invalid_parameter", param: "rpm" },
+        },
       }),
     });
     const error = await apiRequest("/admin/keys", { method: "POST", body: {} }).catch((e: unknown) => e);
@@ -40,7 +42,10 @@ describe("apiRequest", () => {
   });
 
   it("says the gateway is unreachable when fetch itself fails", async () => {
-    vi.stubGlobal("fetch", vi.fn(() => Promise.reject(new TypeError("Failed to fetch"))));
+    vi.stubGlobal(
+      "fetch",
+      vi.fn(() => Promise.reject(new TypeError("Failed to fetch"))),
+    );
     await expect(apiRequest("/admin/keys")).rejects.toMatchObject({ status: 0, code: "network_error" });
   });
 });

@@ -66,8 +66,7 @@ export function useKeys() {
 export function useCreateKey() {
   const client = useQueryClient();
   return useMutation({
-    mutationFn: (input: CreateKeyInput) =>
-      apiRequest<CreatedKey>("/admin/keys", { method: "POST", body: input }),
+    mutationFn: (input: CreateKeyInput) => apiRequest<CreatedKey>("/admin/keys", { method: "POST", body: input }),
     onSuccess: () => client.invalidateQueries({ queryKey: keyQueries.all() }),
   });
 }
@@ -84,8 +83,7 @@ export function useUpdateKey() {
 export function useRevokeKey() {
   const client = useQueryClient();
   return useMutation({
-    mutationFn: (id: number) =>
-      apiRequest<{ id: number; revoked: boolean }>(`/admin/keys/${id}`, { method: "DELETE" }),
+    mutationFn: (id: number) => apiRequest<{ id: number; revoked: boolean }>(`/admin/keys/${id}`, { method: "DELETE" }),
     onSuccess: () => client.invalidateQueries({ queryKey: keyQueries.all() }),
   });
 }

@@ -36,8 +36,7 @@ export const upstreamQueries = {
 export function useUpstreams() {
   return useQuery({
     queryKey: upstreamQueries.list(),
-    queryFn: async ({ signal }) =>
-      (await apiRequest<{ data: Service[] }>("/admin/upstreams", { signal })).data,
+    queryFn: async ({ signal }) => (await apiRequest<{ data: Service[] }>("/admin/upstreams", { signal })).data,
     refetchInterval: UPSTREAMS_REFRESH_MS,
   });
 }

@@ -30,8 +30,7 @@ export const MAX_HOURS = 72;
 
 export const usageQueries = {
   all: () => ["usage"] as const,
-  report: (range: UsageRange, groupBy: UsageGroupBy) =>
-    [...usageQueries.all(), "report", groupBy, range.from, range.to] as const,
+  report: (range: UsageRange, groupBy: UsageGroupBy) => [...usageQueries.all(), "report", groupBy, range.from, range.to] as const,
   hourly: (range: UsageRange) => [...usageQueries.all(), "hourly", range.from, range.to] as const,
 };
 

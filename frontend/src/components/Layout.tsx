@@ -40,9 +40,7 @@ export function Layout({ session }: { session: Session }) {
         </nav>
         <div className="account">
           <LanguageSwitch />
-          <span className="muted">
-            {t("nav.signedInAs", { user: session.username, role: t(`roles.${session.role}`) })}
-          </span>
+          <span className="muted">{t("nav.signedInAs", { user: session.username, role: t(`roles.${session.role}`) })}</span>
           <button type="button" onClick={() => signOut()}>
             {t("nav.signOut")}
           </button>

@@ -187,7 +187,8 @@ export const en = {
     useKey: "An API key",
     apiKey: "API key",
     viewerHint: "Viewers may not chat with their session: paste an API key.",
-    ticketNote: "The credential is sent in a request header for a single-use ticket; only the ticket appears in the WebSocket URL.",
+    ticketNote:
+      "The credential is sent in a request header for a single-use ticket; only the ticket appears in the WebSocket URL.",
     conversation: "Conversation",
     model: "Model",
     maxTokens: "Max tokens",

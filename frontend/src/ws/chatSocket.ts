@@ -33,8 +33,7 @@ export interface ChatSocketDeps {
 const OPEN = 1;
 
 export const browserDeps: ChatSocketDeps = {
-  fetchTicketUrl: async (credential) =>
-    (await apiRequest<{ url: string }>("/v1/ws/ticket", { method: "POST", credential })).url,
+  fetchTicketUrl: async (credential) => (await apiRequest<{ url: string }>("/v1/ws/ticket", { method: "POST", credential })).url,
   createSocket: (path) => {
     const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
     return new WebSocket(`${scheme}//${window.location.host}${path}`);
@@ -90,8 +89,7 @@ export class ChatSocket {
     await new Promise<void>((resolve, reject) => {
       socket.onopen = () => resolve();
       socket.onerror = () => reject(new Error("The WebSocket could not be opened."));
-      socket.onclose = (event) =>
-        reject(new Error(`The WebSocket closed before opening (code ${event.code}).`));
+      socket.onclose = (event) => reject(new Error(`The WebSocket closed before opening (code ${event.code}).`));
     });
     socket.onmessage = (event) => this.dispatch(typeof event.data === "string" ? event.data : "");
     socket.onerror = null;

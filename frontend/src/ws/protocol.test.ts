@@ -6,7 +6,9 @@ describe("WebSocket protocol", () => {
     expect(
       parseServerMessage('{"type":"chat.delta","id":"r1","chunk":{"choices":[{"delta":{"content":"Hi"},"finish_reason":null}]}}'),
     ).toEqual({ type: "chat.delta", id: "r1", text: "Hi", finishReason: null });
-    expect(parseServerMessage('{"type":"chat.done","id":"r1","usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}')).toEqual({
+    expect(
+      parseServerMessage('{"type":"chat.done","id":"r1","usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}'),
+    ).toEqual({
       type: "chat.done",
       id: "r1",
       usage: { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 },
@@ -14,8 +16,15 @@ describe("WebSocket protocol", () => {
     expect(parseServerMessage('{"type":"chat.done","id":2,"usage":null}')).toEqual({ type: "chat.done", id: "2", usage: null });
     expect(parseServerMessage('{"type":"chat.cancelled","id":"r1"}')).toEqual({ type: "chat.cancelled", id: "r1" });
     expect(
-      parseServerMessage('{"type":"error","id":null,"status":400,"error":{"message":"bad","type":"invalid_request_error","code":"invalid_json"}}'),
-    ).toEqual({ type: "error", id: null, status: 400, error: { message: "bad", type: "invalid_request_error", code: "invalid_json" } });
+      parseServerMessage(
+        '{"type":"error","id":null,"status":400,"error":{"message":"bad","type":"invalid_request_error","code":"invalid_json"}}',
+      ),
+    ).toEqual({
+      type: "error",
+      id: null,
+      status: 400,
+      error: { message: "bad", type: "invalid_request_error", code: "invalid_json" },
+    });
   });
 
   it("ignores what it does not understand", () => {

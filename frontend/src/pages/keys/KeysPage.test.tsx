@@ -32,7 +32,19 @@ describe("Keys page", () => {
     fakeFetch({
       "GET /admin/keys": () => ({ body: { data: [key(1, "alpha"), key(2, "beta", { revoked_at: 5 })] } }),
       "GET /admin/usage": () => ({
-        body: { data: [{ group: "1", requests: 2, prompt_tokens: 100, completion_tokens: 150, total_tokens: 250, estimated_requests: 0, cached_requests: 0 }] },
+        body: {
+          data: [
+            {
+              group: "1",
+              requests: 2,
+              prompt_tokens: 100,
+              completion_tokens: 150,
+              total_tokens: 250,
+              estimated_requests: 0,
+              cached_requests: 0,
+            },
+          ],
+        },
       }),
     });
     renderPage(<KeysPage />);
@@ -61,7 +73,11 @@ describe("Keys page", () => {
     expect(await screen.findByLabelText("Secret")).toHaveValue("sk-gw-THESECRET");
     expect(screen.getByText(/shown only once/)).toBeInTheDocument();
     expect(screen.getByRole("button", { name: "Copy" })).toBeInTheDocument();
-    expect(calls.find((c) => c.method === "POST")?.body).toEqual({ name: "team-a", rpm: 60, allowed_models: ["echo", "smollm2"] });
+    expect(calls.find((c) => c.method === "POST")?.body).toEqual({
+      name: "team-a",
+      rpm: 60,
+      allowed_models: ["echo", "smollm2"],
+    });
     await user.click(screen.getByRole("button", { name: "I have stored it" }));
     expect(screen.queryByDisplayValue("sk-gw-THESECRET")).toBeNull();
   });
@@ -72,7 +88,9 @@ describe("Keys page", () => {
       "GET /admin/usage": () => ({ body: { data: [] } }),
       "POST /admin/keys": () => ({
         status: 400,
-        body: { error: { message: "may only contain letters, digits, spaces and _ - . @", code: "invalid_parameter", param: "name" } },
+        body: {
+          error: { message: "may only contain letters, digits, spaces and _ - . @", code: "invalid_parameter", param: "name" },
+        },
       }),
     });
     const user = userEvent.setup();
@@ -83,7 +101,10 @@ describe("Keys page", () => {
   });
 
   it("catches a non-number before sending", async () => {
-    const calls = fakeFetch({ "GET /admin/keys": () => ({ body: { data: [] } }), "GET /admin/usage": () => ({ body: { data: [] } }) });
+    const calls = fakeFetch({
+      "GET /admin/keys": () => ({ body: { data: [] } }),
+      "GET /admin/usage": () => ({ body: { data: [] } }),
+    });
     const user = userEvent.setup();
     renderPage(<KeysPage />);
     await user.type(screen.getByLabelText("Name"), "a");
@@ -124,7 +145,9 @@ describe("Keys page", () => {
     await user.clear(screen.getByLabelText("Requests per minute"));
     await user.type(screen.getByLabelText("Tokens per minute"), "900");
     await user.click(screen.getByRole("button", { name: "Save limits" }));
-    await waitFor(() => expect(calls.find((c) => c.method === "PATCH")?.body).toMatchObject({ rpm: null, tpm: 900, token_budget: 1000 }));
+    await waitFor(() =>
+      expect(calls.find((c) => c.method === "PATCH")?.body).toMatchObject({ rpm: null, tpm: 900, token_budget: 1000 }),
+    );
     expect(await screen.findByRole("heading", { name: "Create a key" })).toBeInTheDocument();
   });
 });

@@ -34,6 +34,48 @@ function Budget({ item, used }: { item: Key; used: number }) {
   );
 }
 
+interface KeyRowProps {
+  item: Key;
+  used: number;
+  onEdit: () => void;
+  onRevoke: () => void;
+}
+
+function KeyRow({ item, used, onEdit, onRevoke }: KeyRowProps) {
+  const { t } = useTranslation();
+  const status = keyStatus(item);
+  return (
+    <tr>
+      <th scope="row">{item.name}</th>
+      <td>{item.owner ?? "—"}</td>
+      <td className="mono">{item.prefix}</td>
+      <td>
+        <Limits item={item} />
+      </td>
+      <td>
+        <Budget item={item} used={used} />
+      </td>
+      <td>{fmt.dateTime(item.created_at)}</td>
+      <td>{item.expires_at === null ? t("keys.never") : fmt.dateTime(item.expires_at)}</td>
+      <td>
+        <span className={`pill status-${status}`}>{t(`keys.statuses.${status}`)}</span>
+      </td>
+      <td className="row-actions">
+        {status !== "revoked" ? (
+          <>
+            <button type="button" onClick={onEdit} aria-label={t("keys.editNamed", { name: item.name })}>
+              {t("keys.edit")}
+            </button>
+            <button type="button" className="danger" onClick={onRevoke} aria-label={t("keys.revokeNamed", { name: item.name })}>
+              {t("keys.revoke")}
+            </button>
+          </>
+        ) : null}
+      </td>
+    </tr>
+  );
+}
+
 export function KeysPage() {
   const { t } = useTranslation();
   const keys = useKeys();
@@ -71,44 +113,15 @@ export function KeysPage() {
                 </tr>
               </thead>
               <tbody>
-                {keys.data.map((item) => {
-                  const status = keyStatus(item);
-                  return (
-                    <tr key={item.id}>
-                      <th scope="row">{item.name}</th>
-                      <td>{item.owner ?? "—"}</td>
-                      <td className="mono">{item.prefix}</td>
-                      <td>
-                        <Limits item={item} />
-                      </td>
-                      <td>
-                        <Budget item={item} used={used.get(String(item.id)) ?? 0} />
-                      </td>
-                      <td>{fmt.dateTime(item.created_at)}</td>
-                      <td>{item.expires_at === null ? t("keys.never") : fmt.dateTime(item.expires_at)}</td>
-                      <td>
-                        <span className={`pill status-${status}`}>{t(`keys.statuses.${status}`)}</span>
-                      </td>
-                      <td className="row-actions">
-                        {status !== "revoked" ? (
-                          <>
-                            <button type="button" onClick={() => setEditing(item)} aria-label={t("keys.editNamed", { name: item.name })}>
-                              {t("keys.edit")}
-                            </button>
-                            <button
-                              type="button"
-                              className="danger"
-                              onClick={() => setRevoking(item)}
-                              aria-label={t("keys.revokeNamed", { name: item.name })}
-                            >
-                              {t("keys.revoke")}
-                            </button>
-                          </>
-                        ) : null}
-                      </td>
-                    </tr>
-                  );
-                })}
+                {keys.data.map((item) => (
+                  <KeyRow
+                    key={item.id}
+                    item={item}
+                    used={used.get(String(item.id)) ?? 0}
+                    onEdit={() => setEditing(item)}
+                    onRevoke={() => setRevoking(item)}
+                  />
+                ))}
               </tbody>
             </table>
           </div>

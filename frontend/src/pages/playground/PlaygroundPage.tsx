@@ -5,42 +5,63 @@ import { useTranslation } from "react-i18next";
 import { useModels } from "../../api/models";
 import type { Session } from "../../api/session";
 import { ErrorText } from "../../components/ErrorText";
-import { fmt } from "../../format";
 import { useChat } from "../../ws/useChat";
+import { Transcript } from "./Transcript";
 
-function Stats({ stats }: { stats: NonNullable<ReturnType<typeof useChat>["stats"]> }) {
+type Mode = "session" | "key";
+
+interface CredentialProps {
+  mode: Mode;
+  onMode: (mode: Mode) => void;
+  canUseSession: boolean;
+  pastedKey: string;
+  onPastedKey: (key: string) => void;
+}
+
+function CredentialPicker({ mode, onMode, canUseSession, pastedKey, onPastedKey }: CredentialProps) {
   const { t } = useTranslation();
-  const dash = "—";
   return (
-    <dl className="run-stats" aria-label={t("playground.stats")}>
-      <div>
-        <dt>{t("playground.firstToken")}</dt>
-        <dd>{stats.firstTokenMs === null ? dash : fmt.millis(stats.firstTokenMs)}</dd>
+    <section className="card" aria-labelledby="credential-title">
+      <h2 id="credential-title">{t("playground.credential")}</h2>
+      <div role="radiogroup" aria-label={t("playground.credential")} className="segmented">
+        <label>
+          <input
+            type="radio"
+            name="mode"
+            checked={mode === "session"}
+            disabled={!canUseSession}
+            onChange={() => onMode("session")}
+          />
+          {t("playground.useSession")}
+        </label>
+        <label>
+          <input type="radio" name="mode" checked={mode === "key"} onChange={() => onMode("key")} />
+          {t("playground.useKey")}
+        </label>
       </div>
-      <div>
-        <dt>{t("playground.tokensPerSecond")}</dt>
-        <dd>{stats.tokensPerSecond === null ? dash : fmt.decimal(stats.tokensPerSecond, 1)}</dd>
-      </div>
-      <div>
-        <dt>{t("playground.usage")}</dt>
-        <dd>
-          {stats.usage
-            ? t("playground.usageValue", {
-                prompt: fmt.integer(stats.usage.prompt_tokens),
-                completion: fmt.integer(stats.usage.completion_tokens),
-                total: fmt.integer(stats.usage.total_tokens),
-              })
-            : dash}
-        </dd>
-      </div>
-    </dl>
+      {!canUseSession ? <p className="muted">{t("playground.viewerHint")}</p> : null}
+      {mode === "key" ? (
+        <label>
+          {t("playground.apiKey")}
+          <input
+            type="password"
+            autoComplete="off"
+            className="mono"
+            value={pastedKey}
+            onChange={(e) => onPastedKey(e.target.value)}
+            placeholder="sk-gw-…"
+          />
+        </label>
+      ) : null}
+      <p className="muted small">{t("playground.ticketNote")}</p>
+    </section>
   );
 }
 
 export function PlaygroundPage({ session }: { session: Session }) {
   const { t } = useTranslation();
   const canUseSession = session.role === "admin";
-  const [mode, setMode] = useState<"session" | "key">(canUseSession ? "session" : "key");
+  const [mode, setMode] = useState<Mode>(canUseSession ? "session" : "key");
   const [pastedKey, setPastedKey] = useState("");
   const apiKey = mode === "key" ? pastedKey.trim() || null : null;
   const credential = mode === "key" ? apiKey : session.token;
@@ -62,27 +83,13 @@ export function PlaygroundPage({ session }: { session: Session }) {
   return (
     <>
       <h1>{t("playground.title")}</h1>
-      <section className="card" aria-labelledby="credential-title">
-        <h2 id="credential-title">{t("playground.credential")}</h2>
-        <div role="radiogroup" aria-label={t("playground.credential")} className="segmented">
-          <label>
-            <input type="radio" name="mode" checked={mode === "session"} disabled={!canUseSession} onChange={() => setMode("session")} />
-            {t("playground.useSession")}
-          </label>
-          <label>
-            <input type="radio" name="mode" checked={mode === "key"} onChange={() => setMode("key")} />
-            {t("playground.useKey")}
-          </label>
-        </div>
-        {!canUseSession ? <p className="muted">{t("playground.viewerHint")}</p> : null}
-        {mode === "key" ? (
-          <label>
-            {t("playground.apiKey")}
-            <input type="password" autoComplete="off" className="mono" value={pastedKey} onChange={(e) => setPastedKey(e.target.value)} placeholder="sk-gw-…" />
-          </label>
-        ) : null}
-        <p className="muted small">{t("playground.ticketNote")}</p>
-      </section>
+      <CredentialPicker
+        mode={mode}
+        onMode={setMode}
+        canUseSession={canUseSession}
+        pastedKey={pastedKey}
+        onPastedKey={setPastedKey}
+      />
       <section className="card chat" aria-labelledby="chat-title">
         <h2 id="chat-title">{t("playground.conversation")}</h2>
         <div className="toolbar">
@@ -105,32 +112,7 @@ export function PlaygroundPage({ session }: { session: Session }) {
           </button>
         </div>
         {ready ? <ErrorText error={models.error} /> : null}
-        <ol className="turns" aria-label={t("playground.messages")} aria-live="polite" aria-busy={busy}>
-          {chat.turns.map((turn, index) => (
-            <li key={index} className={`turn turn-${turn.role}`}>
-              <span className="turn-role">{t(`playground.roles.${turn.role}`)}</span>
-              <div className="turn-text" data-testid={turn.role === "assistant" ? "reply" : undefined}>
-                {turn.content}
-                {turn.cancelled ? <em className="muted"> {t("playground.stopped")}</em> : null}
-              </div>
-            </li>
-          ))}
-        </ol>
-        {chat.failure ? (
-          <p className="error" role="alert">
-            {chat.failure.status
-              ? t("playground.errorWithStatus", {
-                  status: chat.failure.status,
-                  code: chat.failure.error.code ?? "",
-                  message: chat.failure.error.message,
-                })
-              : chat.failure.error.message}
-          </p>
-        ) : null}
-        <p role="status" className="muted small">
-          {chat.status === "connecting" ? t("playground.connecting") : chat.status === "streaming" ? t("playground.streaming") : chat.status === "stopping" ? t("playground.stopping") : ""}
-        </p>
-        {chat.stats ? <Stats stats={chat.stats} /> : null}
+        <Transcript chat={chat} />
         <form onSubmit={submit} className="composer">
           <label>
             {t("playground.message")}

@@ -21,11 +21,21 @@ function ServiceTable({ service }: { service: Service }) {
               <th scope="col">{t("upstreams.state")}</th>
               <th scope="col">{t("upstreams.origin")}</th>
               <th scope="col">{t("upstreams.protocol")}</th>
-              <th scope="col" className="num">{t("upstreams.weight")}</th>
-              <th scope="col" className="num">{t("upstreams.inFlight")}</th>
-              <th scope="col" className="num">{t("upstreams.latency")}</th>
-              <th scope="col" className="num">{t("upstreams.failures")}</th>
-              <th scope="col" className="num">{t("upstreams.ejections")}</th>
+              <th scope="col" className="num">
+                {t("upstreams.weight")}
+              </th>
+              <th scope="col" className="num">
+                {t("upstreams.inFlight")}
+              </th>
+              <th scope="col" className="num">
+                {t("upstreams.latency")}
+              </th>
+              <th scope="col" className="num">
+                {t("upstreams.failures")}
+              </th>
+              <th scope="col" className="num">
+                {t("upstreams.ejections")}
+              </th>
             </tr>
           </thead>
           <tbody>
@@ -35,7 +45,10 @@ function ServiceTable({ service }: { service: Service }) {
                 <td>
                   <span className={`pill state-${endpoint.state}`}>{t(`states.${endpoint.state}`)}</span>
                   {endpoint.ejected_for_ms ? (
-                    <span className="muted small"> {t("upstreams.ejectedFor", { time: fmt.millis(endpoint.ejected_for_ms) })}</span>
+                    <span className="muted small">
+                      {" "}
+                      {t("upstreams.ejectedFor", { time: fmt.millis(endpoint.ejected_for_ms) })}
+                    </span>
                   ) : null}
                 </td>
                 <td>{t(`origins.${endpoint.origin}`, { defaultValue: endpoint.origin })}</td>
@@ -64,7 +77,9 @@ export function UpstreamsPage() {
       <p className="muted">{t("upstreams.intro")}</p>
       <ErrorText error={upstreams.error} />
       {upstreams.isPending ? <p>{t("common.loading")}</p> : null}
-      {upstreams.data?.map((service) => <ServiceTable key={service.service} service={service} />)}
+      {upstreams.data?.map((service) => (
+        <ServiceTable key={service.service} service={service} />
+      ))}
       {upstreams.data?.length === 0 ? <p>{t("upstreams.none")}</p> : null}
     </>
   );

@@ -24,7 +24,17 @@ function value(line: UsageLine, column: (typeof COLUMNS)[number]): number {
   return column === "reported_requests" ? line.requests - line.estimated_requests : line[column];
 }
 
-export function UsageTable({ caption, groupLabel, rows, filename }: { caption: string; groupLabel: string; rows: Row[]; filename: string }) {
+export function UsageTable({
+  caption,
+  groupLabel,
+  rows,
+  filename,
+}: {
+  caption: string;
+  groupLabel: string;
+  rows: Row[];
+  filename: string;
+}) {
   const { t } = useTranslation();
   const exportCsv = () =>
     downloadCsv(

@@ -4,9 +4,16 @@ import { dayStart, lastDays, rangeOf } from "./range";
 
 describe("CSV", () => {
   it("quotes what needs quoting and defuses formulas", () => {
-    expect(toCsv(["Model", "Requests"], [["echo", 3], ['a,"b"', 1], ["=cmd()", 2]])).toBe(
-      'Model,Requests\r\necho,3\r\n"a,""b""",1\r\n\'=cmd(),2\r\n',
-    );
+    expect(
+      toCsv(
+        ["Model", "Requests"],
+        [
+          ["echo", 3],
+          ['a,"b"', 1],
+          ["=cmd()", 2],
+        ],
+      ),
+    ).toBe('Model,Requests\r\necho,3\r\n"a,""b""",1\r\n\'=cmd(),2\r\n');
     expect(toCsv(["n"], [[-5]])).toBe("n\r\n-5\r\n");
   });
 });
