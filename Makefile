@@ -75,8 +75,7 @@ bench-micro: ## Criterion micro-benchmarks (balancer, tokens, request parse, SSE
 frontend-install: ## Dashboard dependencies: npm ci when package-lock.json changed; Debian chromium when missing
 	frontend/scripts/install.sh
 
-frontend-test: frontend-install ## Dashboard: typecheck, vitest, production build (frontend/dist)
-	npm --prefix frontend run typecheck
+frontend-test: frontend-install ## Dashboard: vitest, then typecheck + production build (frontend/dist)
 	npm --prefix frontend test
 	npm --prefix frontend run build
 
