@@ -1,6 +1,7 @@
 //! The test fixture: the stack's address as baseURL, signing in as a user would, and a
 //! full-page screenshot saved to the test's output (never to git).
 
+import { dirname, join } from "node:path";
 import { test as base, expect, type Page, type TestInfo } from "@playwright/test";
 import { readState, type StackState } from "./stack";
 
@@ -32,8 +33,9 @@ export const test = base.extend<Fixtures>({
   },
 });
 
+/** Every page's picture under e2e-output/screenshots/<name>.png (stable names), and in the HTML report. */
 export async function screenshot(page: Page, testInfo: TestInfo, name: string): Promise<void> {
-  const path = testInfo.outputPath(`${name}.png`);
+  const path = join(dirname(testInfo.project.outputDir), "screenshots", `${name}.png`);
   await page.screenshot({ path, fullPage: true });
   await testInfo.attach(name, { path, contentType: "image/png" });
 }
