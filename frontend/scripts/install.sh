@@ -32,7 +32,7 @@ fi
 if [ "${SKIP_BROWSER:-0}" != "1" ]; then
     need=()
     command -v chromium >/dev/null || need+=(chromium)
-    if ! command -v fc-list >/dev/null || ! fc-list 2>/dev/null | grep -qi "Noto Sans CJK"; then need+=(fonts-noto-cjk); fi
+    dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need+=(fonts-noto-cjk)
     if [ ${#need[@]} -gt 0 ]; then
         echo "frontend/scripts/install.sh: apt-get install ${need[*]}"
         apt-get update -qq
