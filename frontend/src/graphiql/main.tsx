@@ -29,7 +29,7 @@ function CredentialBar({ token, onChange }: { token: string; onChange: (token: s
     onChange(draft.trim());
   };
   return (
-    <form className="credential-bar" onSubmit={submit} aria-label={t("graphiql.credential")}>
+    <form className="credential-bar" onSubmit={submit}>
       <a href="/">{t("graphiql.back")}</a>
       <label>
         {t("graphiql.credential")}
