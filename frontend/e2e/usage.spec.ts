@@ -43,7 +43,7 @@ test("usage appears on the Usage page after requests, and exports as CSV", async
   const file = await (await download).path();
   const csv = readFileSync(file, "utf8");
   expect(csv.split("\r\n")[0]).toBe(
-    "Key,Requests,Prompt tokens,Completion tokens,Total tokens,Reported by upstream,Estimated by gateway,Cached answers",
+    "Key,Requests,Prompt tokens,Completion tokens,Total tokens,Tokens reported,Tokens estimated,Cached answers",
   );
   expect(csv).toMatch(/\r\nusage-key,5,\d+,\d+,\d+,\d+,\d+,1\r\n/);
 });

@@ -40,8 +40,8 @@ describe("Usage page", () => {
     const totals = screen.getByRole("group", { name: "Totals" });
     await waitFor(() => expect(within(totals).getByRole("group", { name: "Requests" })).toHaveTextContent("Requests5"));
     expect(within(totals).getByRole("group", { name: "Total tokens" })).toHaveTextContent("150");
-    expect(within(totals).getByRole("group", { name: "Reported by upstream" })).toHaveTextContent("4");
-    expect(within(totals).getByRole("group", { name: "Estimated by gateway" })).toHaveTextContent("1");
+    expect(within(totals).getByRole("group", { name: "Tokens reported" })).toHaveTextContent("4");
+    expect(within(totals).getByRole("group", { name: "Tokens estimated" })).toHaveTextContent("1");
     expect(within(totals).getByRole("group", { name: "Cached answers" })).toHaveTextContent("1");
     expect(await screen.findByRole("rowheader", { name: "Mar 1, 2026" })).toBeInTheDocument();
 

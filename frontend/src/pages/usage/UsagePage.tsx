@@ -63,6 +63,7 @@ export function UsagePage() {
       <UsageCharts lines={timeLines} hourly={hourly} />
       <section className="card" aria-labelledby="table-title">
         <h2 id="table-title">{t("usage.tableTitle")}</h2>
+        <p className="muted small">{t("usage.tokenSources")}</p>
         <div role="radiogroup" aria-label={t("usage.groupBy")} className="segmented">
           {(["time", "model", "key"] as const).map((option) => (
             <label key={option}>
