@@ -5,6 +5,7 @@ import { useTranslation } from "react-i18next";
 import { useModels } from "../../api/models";
 import type { Session } from "../../api/session";
 import { ErrorText } from "../../components/ErrorText";
+import type { ChatSocketDeps } from "../../ws/chatSocket";
 import { useChat } from "../../ws/useChat";
 import { Transcript } from "./Transcript";
 
@@ -58,7 +59,13 @@ function CredentialPicker({ mode, onMode, canUseSession, pastedKey, onPastedKey 
   );
 }
 
-export function PlaygroundPage({ session }: { session: Session }) {
+interface Props {
+  session: Session;
+  /** How the socket is made; the browser's WebSocket unless a test provides one. */
+  chatDeps?: ChatSocketDeps;
+}
+
+export function PlaygroundPage({ session, chatDeps }: Props) {
   const { t } = useTranslation();
   const canUseSession = session.role === "admin";
   const [mode, setMode] = useState<Mode>(canUseSession ? "session" : "key");
@@ -69,7 +76,7 @@ export function PlaygroundPage({ session }: { session: Session }) {
   const [model, setModel] = useState("");
   const [maxTokens, setMaxTokens] = useState("64");
   const [draft, setDraft] = useState("");
-  const chat = useChat(credential);
+  const chat = useChat(credential, chatDeps);
   const chosen = model || models.data?.[0] || "";
   const busy = chat.status !== "idle";
   const ready = mode === "session" || apiKey !== null;
