@@ -60,17 +60,19 @@ function KeyRow({ item, used, onEdit, onRevoke }: KeyRowProps) {
       <td>
         <span className={`pill status-${status}`}>{t(`keys.statuses.${status}`)}</span>
       </td>
-      <td className="row-actions">
-        {status !== "revoked" ? (
-          <>
-            <button type="button" onClick={onEdit} aria-label={t("keys.editNamed", { name: item.name })}>
-              {t("keys.edit")}
-            </button>
-            <button type="button" className="danger" onClick={onRevoke} aria-label={t("keys.revokeNamed", { name: item.name })}>
-              {t("keys.revoke")}
-            </button>
-          </>
-        ) : null}
+      <td>
+        <div className="row-actions">
+          {status !== "revoked" ? (
+            <>
+              <button type="button" onClick={onEdit} aria-label={t("keys.editNamed", { name: item.name })}>
+                {t("keys.edit")}
+              </button>
+              <button type="button" className="danger" onClick={onRevoke} aria-label={t("keys.revokeNamed", { name: item.name })}>
+                {t("keys.revoke")}
+              </button>
+            </>
+          ) : null}
+        </div>
       </td>
     </tr>
   );
