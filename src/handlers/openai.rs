@@ -8,10 +8,12 @@ use actors::Protocol;
 use bytes::Bytes;
 use serde::Serialize;
 
+use crate::auth::presented_credential;
 use crate::error::GatewayError;
 use crate::pipeline::{ApiKind, ParsedRequest, PipelineBody, PipelineResponse, RequestContext};
+use crate::principal::{Accepts, Principal};
 use crate::request_id::RequestId;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::upstream::grpc::list_model_ids;
 use crate::upstream::UpstreamClients;
 
@@ -50,7 +52,9 @@ async fn serve(
     clients: &UpstreamClients,
 ) -> Result<HttpResponse, GatewayError> {
     let started = Instant::now();
-    let key = crate::auth::authenticate(&request, &state.keys, state.auth_enabled).await?;
+    let key = Principal::resolve(presented_credential(&request), Accepts::ApiKey, state)
+        .await?
+        .into_key();
     let body = read_json_body(&request, payload, state.max_body_bytes).await?;
     let parsed = ParsedRequest::parse(kind, body)?;
     let request_id = request
@@ -143,7 +147,7 @@ pub async fn list_models(
     clients: web::Data<UpstreamClients>,
 ) -> Result<HttpResponse, GatewayError> {
     // Like OpenAI, the model list needs a key.
-    crate::auth::authenticate(&request, &state.keys, state.auth_enabled).await?;
+    Principal::resolve(presented_credential(&request), Accepts::ApiKey, &state).await?;
     let mut data: Vec<ModelEntry> = state
         .pipeline
         .router
