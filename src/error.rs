@@ -11,8 +11,9 @@ use tonic::Code;
 mod grpc;
 use grpc::{describe_grpc, grpc_class};
 
-/// Everything that can go wrong while serving a request. `status_code`, `error_type`, `code`
-/// and `metric_label` match every variant without a wildcard, so a new variant must choose.
+/// Everything that can go wrong while serving a request. `status`, `error_type`, `code`,
+/// `source_kind` and `is_retryable` match every variant without a wildcard, so a new variant
+/// must choose; gRPC statuses are classified once, in `grpc::grpc_class`.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error("We could not parse the JSON body of your request: {0}")]

@@ -69,7 +69,9 @@ impl Principal {
                     .map(Principal::Key)
             }
             Accepts::Token => Self::resolve_token(credential, state),
-            Accepts::KeyOrToken => Self::resolve_key_or_token(credential, state).await,
+            // Boxed: inline, its larger future would size every `/v1` request's future too;
+            // WebSocket and GraphQL resolve once per connection or document.
+            Accepts::KeyOrToken => Box::pin(Self::resolve_key_or_token(credential, state)).await,
         }
     }
 
