@@ -7,10 +7,11 @@ use actix_web::{web, HttpResponse};
 use actors::UpstreamRegistryHandle;
 use serde::Serialize;
 
-use crate::auth::AdminUser;
 use crate::error::GatewayError;
 use crate::overview::{Percentiles, WINDOW_SECS};
-use crate::server::AppState;
+use crate::principal::Admin;
+use crate::state::AppState;
+use crate::ws::WsState;
 
 #[derive(Serialize)]
 struct Overview {
@@ -70,12 +71,13 @@ async fn upstream_counts(registry: &UpstreamRegistryHandle) -> UpstreamCounts {
 }
 
 pub async fn overview(
-    _: AdminUser,
+    _: Admin,
     state: web::Data<AppState>,
+    ws: web::Data<WsState>,
 ) -> Result<HttpResponse, GatewayError> {
     let window = state.metrics.overview.read(Instant::now());
     let upstreams = upstream_counts(&state.pipeline.registry).await;
-    let websocket_sessions = state.ws.hub.sessions().await.len();
+    let websocket_sessions = ws.hub.sessions().await.len();
     Ok(HttpResponse::Ok().json(Overview {
         window_secs: WINDOW_SECS,
         uptime_secs: window.uptime_secs,
