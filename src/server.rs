@@ -20,10 +20,12 @@ use actors::store::Store;
 use actors::usage::{UsageHandle, UsageRecorder};
 
 use crate::auth::JwtKeys;
+use crate::client_ip::TrustedProxies;
 use crate::config::{Config, DiscoveryBackend};
 use crate::discovery::consul::ConsulRegistration;
 use crate::error::GatewayError;
 use crate::graphql::GraphqlState;
+use crate::metrics::listener::{self as metrics_listener, MetricsListener};
 use crate::metrics::Metrics;
 use crate::pipeline::limits::RateLimits;
 use crate::pipeline::Pipeline;
@@ -46,6 +48,8 @@ pub struct AppState {
     pub graphql: GraphqlState,
     /// `/auth/login` attempts per minute per client IP (when rate limits are on).
     pub login_requests_per_minute: u64,
+    /// Whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// A started gateway: where it listens and the handles tests and `main` need.
@@ -59,6 +63,8 @@ pub struct RunningGateway {
     pub ws_hub: WsHubHandle,
     /// The gateway's Consul entry (`CONSUL_REGISTER=true`), to remove on graceful shutdown.
     pub consul_registration: Option<ConsulRegistration>,
+    /// The Prometheus listener (`METRICS_BIND`), when metrics are on.
+    pub metrics: Option<MetricsListener>,
 }
 
 impl RunningGateway {
@@ -117,7 +123,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
         }
         None => None,
     };
-    let limits = rate_limits(&config, redis.clone());
+    let limits = rate_limits(&config, redis.clone(), &metrics);
     let mut budgets = BudgetLedger::new(store.clone());
     if let Some(redis) = &redis {
         budgets = budgets.with_shared(Arc::clone(redis));
@@ -150,16 +156,17 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
         ws: WsState::new(ws_hub.clone(), config.websocket.clone()),
         graphql: GraphqlState::new(config.graphql.clone()),
         login_requests_per_minute: config.rate_limit.login_requests_per_minute,
+        trusted_proxies: config.trusted_proxies.clone(),
     });
     let http_metrics = PrometheusMetricsBuilder::new("gateway")
         .registry(metrics.registry.clone())
-        .exclude("/metrics")
         .mask_unmatched_patterns("UNKNOWN")
         .build()
         .map_err(|error| anyhow::anyhow!("http metrics: {error}"))?;
     let gzip = config.gzip;
     let cors_origins = config.cors_allowed_origins.clone();
     let metrics_enabled = config.metrics;
+    let metrics_state = state.clone();
     let grpc_enabled = config.protocol_conversion;
     let mut server = HttpServer::new(move || {
         App::new()
@@ -171,7 +178,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
             .app_data(web::PathConfig::default().error_handler(|error, _| {
                 GatewayError::InvalidJson(format!("invalid path: {error}")).into()
             }))
-            .configure(|app| routes::configure(app, metrics_enabled))
+            .configure(routes::configure)
             .wrap(Condition::new(gzip, Compress::default()))
             .wrap(Condition::new(
                 cors_origins.is_some(),
@@ -203,6 +210,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
         .first()
         .context("the listener has no address")?;
     tracing::info!(%addr, scheme, "gateway listening");
+    let metrics_listener = if metrics_enabled {
+        Some(metrics_listener::start(
+            &config.metrics_bind,
+            metrics_state,
+        )?)
+    } else {
+        None
+    };
     let consul_registration = register_with_consul(&config, addr).await?;
     Ok(RunningGateway {
         addr,
@@ -213,6 +228,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
         usage,
         ws_hub,
         consul_registration,
+        metrics: metrics_listener,
     })
 }
 
@@ -258,6 +274,7 @@ async fn register_with_consul(
 fn rate_limits(
     config: &Config,
     redis: Option<std::sync::Arc<SharedLimiter>>,
+    metrics: &Metrics,
 ) -> Option<RateLimits> {
     let settings = &config.rate_limit;
     if !settings.enabled {
@@ -279,6 +296,7 @@ fn rate_limits(
         requests_per_minute: settings.requests_per_minute,
         burst: settings.burst,
         tokens_per_minute: settings.tokens_per_minute,
+        refusals: metrics.rate_limit_refusals.clone(),
     })
 }
 

@@ -134,6 +134,10 @@ pub struct Config {
     /// `None` when CORS is off.
     pub cors_allowed_origins: Option<Vec<String>>,
     pub metrics: bool,
+    /// Where Prometheus scrapes (`METRICS_BIND`), when `metrics` is on.
+    pub metrics_bind: String,
+    /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
+    pub trusted_proxies: crate::client_ip::TrustedProxies,
     pub protocol_conversion: bool,
     pub log_format: LogFormat,
     pub log_level: String,
@@ -353,6 +357,20 @@ pub fn validate(raw: RawConfig, env: &str) -> Result<Config, ConfigError> {
     if server.max_body_bytes == 0 {
         errors.push("server.max_body_bytes: must be positive".into());
     }
+    let metrics_bind = &raw.monitoring.metrics_bind;
+    if metrics_bind.parse::<std::net::SocketAddr>().is_err() && !metrics_bind.contains(':') {
+        errors.push(format!(
+            "monitoring.metrics_bind: {metrics_bind:?} is not host:port"
+        ));
+    }
+    let trusted_proxies = crate::client_ip::TrustedProxies::parse(&server.trusted_proxies)
+        .unwrap_or_else(|bad| {
+            errors.extend(
+                bad.into_iter()
+                    .map(|e| format!("server.trusted_proxies: {e}")),
+            );
+            Default::default()
+        });
     let tls = if raw.tls.enabled {
         match (&raw.tls.cert_file, &raw.tls.key_file) {
             (Some(cert), Some(key)) => {
@@ -556,6 +574,8 @@ pub fn validate(raw: RawConfig, env: &str) -> Result<Config, ConfigError> {
         gzip: raw.gzip.enabled,
         cors_allowed_origins: raw.cors.enabled.then(|| raw.cors.allowed_origins.clone()),
         metrics: raw.monitoring.enabled && raw.monitoring.prometheus_enabled,
+        metrics_bind: raw.monitoring.metrics_bind.clone(),
+        trusted_proxies,
         protocol_conversion: raw.protocol_conversion.enabled,
         log_format: raw.logging.format,
         log_level: raw.logging.level.clone(),

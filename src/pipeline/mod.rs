@@ -324,12 +324,8 @@ impl Pipeline {
             return Ok(());
         };
         let burst = settings.burst.unwrap_or((per_minute / 60).max(1));
-        limits::admit_subject(
-            &limits.limiter,
-            &format!("service:{service}"),
-            per_minute,
-            burst,
-        )
-        .await
+        limits
+            .admit_subject("service", &format!("service:{service}"), per_minute, burst)
+            .await
     }
 }
