@@ -70,7 +70,9 @@ impl Prometheus {
         }
     }
 
-    async fn api(&self, path: &str, query: &[(&str, &str)]) -> Value {
+    /// The `data` of a successful API answer; `None` while Prometheus is still starting (it
+    /// answers 503 in plain text until its storage is ready).
+    async fn api(&self, path: &str, query: &[(&str, &str)]) -> Option<Value> {
         let mut response = self
             .client
             .get(format!("http://127.0.0.1:{}/api/v1/{path}", self.port))
@@ -79,9 +81,9 @@ impl Prometheus {
             .send()
             .await
             .expect("prometheus answers");
-        let body: Value = response.json().limit(16 << 20).await.expect("JSON");
-        assert_eq!(body["status"], "success", "{path} {query:?}: {body}");
-        body["data"].clone()
+        let bytes = response.body().limit(16 << 20).await.expect("body");
+        let body: Value = serde_json::from_slice(&bytes).ok()?;
+        (body["status"] == "success").then(|| body["data"].clone())
     }
 
     /// Polls `check` on `path` until it holds, failing with the last answer and the log.
@@ -95,12 +97,12 @@ impl Prometheus {
         let deadline = tokio::time::Instant::now() + QUERY_DEADLINE;
         loop {
             let data = self.api(path, query).await;
-            if check(&data) {
-                return data;
+            if let Some(data) = data.as_ref().filter(|data| check(data)) {
+                return data.clone();
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}: {data}\n{}",
+                "timed out waiting for {what}: {data:?}\n{}",
                 self.process.log_text()
             );
             tokio::time::sleep(Duration::from_millis(250)).await;
@@ -152,9 +154,10 @@ async fn every_dashboard_query_returns_data_and_the_alert_rules_load() {
         .await;
 
     // Traffic after the first scrapes, so counters move between samples and rates are real.
-    exercise_every_metric(&gateway, &upstream).await;
+    // (The key first: the exercise uses up the two logins a minute the config allows.)
     let admin = gateway.admin_token().await;
     let (_, key) = gateway.create_key(&admin, json!({"name": "real"})).await;
+    exercise_every_metric(&gateway, &upstream).await;
     let (status, body) = gateway
         .send_as(
             awc::http::Method::POST,
@@ -168,6 +171,9 @@ async fn every_dashboard_query_returns_data_and_the_alert_rules_load() {
         .await;
     assert_eq!(status, 200, "{body}");
 
+    // Rates over a minute go flat a minute after the last request: keep a trickle of traffic
+    // (a chat and a stream every 200 ms) while the queries are checked.
+    let trickle = Trickle::start(&gateway, &key);
     let mut report = Vec::new();
     for (dashboard, panel, expr) in dashboard_queries() {
         let data = prometheus
@@ -222,6 +228,47 @@ async fn every_dashboard_query_returns_data_and_the_alert_rules_load() {
         report.join("\n")
     )
     .expect("stdout");
+    trickle.stop().await;
     gateway.stop().await;
     drop(python);
+}
+
+/// Paced background traffic: a chat and a stream to `llm/m` every 200 ms until stopped.
+struct Trickle {
+    stop: std::rc::Rc<std::cell::Cell<bool>>,
+    task: actix_web::rt::task::JoinHandle<()>,
+}
+
+impl Trickle {
+    fn start(gateway: &TestGateway, key: &str) -> Trickle {
+        let stop = std::rc::Rc::new(std::cell::Cell::new(false));
+        let (url, bearer, flag) = (
+            gateway.url("/v1/chat/completions"),
+            format!("Bearer {key}"),
+            stop.clone(),
+        );
+        let task = actix_web::rt::spawn(async move {
+            let client = client();
+            let mut pace = tokio::time::interval(Duration::from_millis(200));
+            while !flag.get() {
+                pace.tick().await;
+                for body in [chat("llm/m"), chat_stream("llm/m")] {
+                    if let Ok(mut response) = client
+                        .post(&url)
+                        .insert_header(("authorization", bearer.as_str()))
+                        .send_json(&body)
+                        .await
+                    {
+                        let _ = response.body().limit(1 << 20).await;
+                    }
+                }
+            }
+        });
+        Trickle { stop, task }
+    }
+
+    async fn stop(self) {
+        self.stop.set(true);
+        self.task.await.expect("trickle task");
+    }
 }
