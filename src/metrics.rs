@@ -1,7 +1,6 @@
 //! The gateway's own Prometheus metrics, beside the per-route ones actix-web-prom records into
 //! the same registry.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::core::Collector;
@@ -22,8 +21,10 @@ const UPSTREAM_BUCKETS: &[f64] = &[
 mod labels;
 pub mod listener;
 mod scrape;
+mod usage;
 
 pub use labels::BoundedLabels;
+use usage::UsageMetrics;
 
 /// Model names become label values only when an upstream accepted them, and at most this
 /// many: a client cannot grow the series count by sending made-up model names.
@@ -41,18 +42,8 @@ pub struct Metrics {
     discovery_errors: IntCounter,
     discovery_degraded: IntGauge,
     endpoint_state: IntGaugeVec,
-    requests: IntCounterVec,
-    tokens: IntCounterVec,
-    models: Arc<BoundedLabels>,
-    pending_usage: IntGauge,
-    key_cache: IntCounterVec,
-    response_cache: IntCounterVec,
-    active_keys: IntGauge,
-    budget_reserved: IntGauge,
-    rate_limit_buckets: IntGauge,
-    rate_limit_redis_failures: IntCounter,
-    /// Handed to the limiter's callers (`RateLimits`), which count every 429 they decide.
-    pub rate_limit_refusals: IntCounterVec,
+    /// Requests, tokens, keys, caches and limits: what operators bill and budget by.
+    usage: UsageMetrics,
 }
 
 impl Metrics {
@@ -117,62 +108,7 @@ impl Metrics {
                 "1 for each endpoint's current state: eligible, pending (before its first passing check), unhealthy, ejected or draining.",
                 &["service", "endpoint", "origin", "state"],
             )?,
-            requests: counter_vec(
-                r,
-                "gateway_requests_total",
-                "Requests that reached an upstream or the response cache, by key id, model and status class.",
-                &["key", "model", "status"],
-            )?,
-            tokens: counter_vec(
-                r,
-                "gateway_tokens_total",
-                "Tokens billed, by key id, model and direction (prompt or completion).",
-                &["key", "model", "direction"],
-            )?,
-            models: Arc::new(BoundedLabels::new(MAX_MODEL_LABELS)),
-            pending_usage: gauge(
-                r,
-                "gateway_usage_pending_events",
-                "Usage events not yet written to the database (the usage buffer's depth).",
-            )?,
-            key_cache: counter_vec(
-                r,
-                "gateway_key_cache_lookups_total",
-                "API-key lookups answered from the cache (hit) or the database (miss).",
-                &["result"],
-            )?,
-            response_cache: counter_vec(
-                r,
-                "gateway_response_cache_lookups_total",
-                "Response-cache lookups of cacheable requests: hit (answered from the cache) or miss.",
-                &["result"],
-            )?,
-            active_keys: gauge(
-                r,
-                "gateway_active_keys",
-                "API keys that are neither revoked nor expired.",
-            )?,
-            budget_reserved: gauge(
-                r,
-                "gateway_budget_reserved_tokens",
-                "Tokens this process's budget ledger holds for requests in flight (Redis holds the shared ledger's).",
-            )?,
-            rate_limit_buckets: gauge(
-                r,
-                "gateway_rate_limit_buckets",
-                "Subjects (keys, client IPs) the in-process rate limiter holds; idle ones are evicted.",
-            )?,
-            rate_limit_redis_failures: counter(
-                r,
-                "gateway_rate_limit_redis_failures_total",
-                "Rate-limit decisions Redis failed to make in time (the fallback decided).",
-            )?,
-            rate_limit_refusals: counter_vec(
-                r,
-                "gateway_rate_limit_refusals_total",
-                "Requests refused with 429 by a rate limit, by scope (key, service, login) and limit (requests, tokens).",
-                &["scope", "limit"],
-            )?,
+            usage: UsageMetrics::new(r)?,
             registry,
         })
     }
@@ -202,8 +138,9 @@ impl Metrics {
         let mut digits = labels::KeyDigits::default();
         let key = digits.format(request.key_id);
         let accepted = (200..300).contains(&request.status);
-        let model = self.models.label(request.model, accepted);
-        self.requests
+        let model = self.usage.models.label(request.model, accepted);
+        self.usage
+            .requests
             .with_label_values(&[key, model, labels::status_class(request.status)])
             .inc();
         for (direction, count) in [
@@ -211,11 +148,17 @@ impl Metrics {
             ("completion", request.completion_tokens),
         ] {
             if count > 0 {
-                self.tokens
+                self.usage
+                    .tokens
                     .with_label_values(&[key, model, direction])
                     .inc_by(u64::try_from(count).unwrap_or(0));
             }
         }
+    }
+
+    /// `gateway_rate_limit_refusals_total`, for the limiter's callers to count their 429s.
+    pub fn rate_limit_refusals(&self) -> IntCounterVec {
+        self.usage.rate_limit_refusals.clone()
     }
 
     /// Counts an open stream until the returned guard is dropped.

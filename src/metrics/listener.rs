@@ -8,7 +8,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context as _;
 
 use crate::handlers::ops;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// A started metrics listener.
 pub struct MetricsListener {

@@ -5,35 +5,41 @@ use actors::UpstreamRegistryHandle;
 use prometheus::IntCounter;
 
 use super::Metrics;
-use crate::server::AppState;
+use crate::state::AppState;
 
 impl Metrics {
     /// Brings every scrape-time metric up to date and renders the registry.
     pub async fn scrape(&self, state: &AppState) -> String {
         self.refresh_endpoints(&state.pipeline.registry).await;
-        self.pending_usage
+        self.usage
+            .pending_usage
             .set(saturating_i64(state.pipeline.usage.pending() as u64));
         let (hits, misses) = state.keys.counts();
-        advance_to(&self.key_cache.with_label_values(&["hit"]), hits);
-        advance_to(&self.key_cache.with_label_values(&["miss"]), misses);
+        advance_to(&self.usage.key_cache.with_label_values(&["hit"]), hits);
+        advance_to(&self.usage.key_cache.with_label_values(&["miss"]), misses);
         if let Some(cache) = &state.pipeline.cache {
             let (hits, misses) = cache.counts();
-            advance_to(&self.response_cache.with_label_values(&["hit"]), hits);
-            advance_to(&self.response_cache.with_label_values(&["miss"]), misses);
+            advance_to(&self.usage.response_cache.with_label_values(&["hit"]), hits);
+            advance_to(
+                &self.usage.response_cache.with_label_values(&["miss"]),
+                misses,
+            );
         }
         if let Some(limits) = &state.pipeline.limits {
             let limiter = &limits.limiter;
-            self.rate_limit_buckets
+            self.usage
+                .rate_limit_buckets
                 .set(saturating_i64(limiter.local_limiter().len() as u64));
             if let Some(shared) = limiter.shared_limiter() {
-                advance_to(&self.rate_limit_redis_failures, shared.failures());
+                advance_to(&self.usage.rate_limit_redis_failures, shared.failures());
             }
         }
-        self.budget_reserved
+        self.usage
+            .budget_reserved
             .set(state.pipeline.budgets.reserved_tokens());
         // A failed count keeps the last value: the store's own health shows elsewhere.
         if let Ok(active) = state.store.count_active_keys().await {
-            self.active_keys.set(saturating_i64(active));
+            self.usage.active_keys.set(saturating_i64(active));
         }
         self.render()
     }

@@ -115,6 +115,8 @@ impl Drop for Process {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return;
             }
+            // Drop cannot await: a short blocking poll for the child's exit, with a deadline.
+            #[allow(clippy::disallowed_methods)]
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = self.child.kill();
