@@ -6,11 +6,7 @@ use crate::config::DashboardConfig;
 use crate::handlers::{admin, openai, ops, overview};
 use crate::{dashboard, graphql, ws};
 
-pub fn configure(
-    config: &mut web::ServiceConfig,
-    metrics_enabled: bool,
-    dashboard_config: &DashboardConfig,
-) {
+pub fn configure(config: &mut web::ServiceConfig, dashboard_config: &DashboardConfig) {
     config
         .service(post("/v1/chat/completions", openai::chat_completions))
         .service(post("/v1/completions", openai::completions))
@@ -45,9 +41,6 @@ pub fn configure(
         .service(get("/admin/upstreams", admin::upstreams))
         .service(get("/admin/overview", overview::overview))
         .service(get("/admin/ws", ws::sessions));
-    if metrics_enabled {
-        config.service(get("/metrics", ops::metrics));
-    }
     // Last, so every API path above wins: the dashboard's files, then its SPA fallback (or the
     // JSON 404 for API paths and other methods).
     dashboard::configure(config, dashboard_config);

@@ -185,8 +185,9 @@ fn respond(
             ));
             let metrics = metrics.clone();
             let label = Arc::clone(service);
-            // Held by the end callback, so dropped when the stream ends or its client leaves.
-            let open_stream = metrics.overview.stream_opened();
+            // Held by the end callback, so released when the stream ends or its client leaves
+            // (the relay, and the callback with it, is dropped either way).
+            let open_stream = metrics.stream_opened();
             let relay = SseRelay::new(
                 upstream,
                 settings.idle_timeout,
