@@ -30,11 +30,40 @@ pub struct Metrics {
     discovery_errors: IntGauge,
     discovery_degraded: IntGauge,
     endpoint_state: IntGaugeVec,
-    tokens: IntCounterVec,
-    pending_usage: IntGauge,
+    usage: UsageMetrics,
     key_cache: IntGaugeVec,
     rate_limit_buckets: IntGauge,
     rate_limit_redis_failures: prometheus::IntCounter,
+}
+
+/// What billing reports: tokens billed, events waiting, events set aside.
+#[derive(Clone)]
+struct UsageMetrics {
+    tokens: IntCounterVec,
+    pending: IntGauge,
+    dead_letters: prometheus::IntCounter,
+}
+
+impl UsageMetrics {
+    fn new(r: &Registry) -> Result<UsageMetrics, prometheus::Error> {
+        Ok(UsageMetrics {
+            tokens: register(r, IntCounterVec::new(
+                Opts::new(
+                    "gateway_tokens_total",
+                    "Tokens billed, by key, model and direction (prompt or completion).",
+                ),
+                &["key", "model", "direction"],
+            )?)?,
+            pending: register(r, IntGauge::new(
+                "gateway_usage_pending_events",
+                "Usage events not yet written to the database.",
+            )?)?,
+            dead_letters: register(r, prometheus::IntCounter::new(
+                "gateway_usage_dead_letters_total",
+                "Usage events the database refused for what they hold, kept in usage_dead_letters.",
+            )?)?,
+        })
+    }
 }
 
 /// Registers `metric` with `registry` and hands it back.
@@ -109,17 +138,7 @@ impl Metrics {
                 ),
                 &["service", "endpoint", "origin", "state"],
             )?)?,
-            tokens: register(r, IntCounterVec::new(
-                Opts::new(
-                    "gateway_tokens_total",
-                    "Tokens billed, by key, model and direction (prompt or completion).",
-                ),
-                &["key", "model", "direction"],
-            )?)?,
-            pending_usage: register(r, IntGauge::new(
-                "gateway_usage_pending_events",
-                "Usage events not yet written to the database.",
-            )?)?,
+            usage: UsageMetrics::new(r)?,
             key_cache: register(r, IntGaugeVec::new(
                 Opts::new(
                     "gateway_key_cache_lookups",
@@ -160,7 +179,8 @@ impl Metrics {
     pub fn count_tokens(&self, key: &str, model: &str, prompt: i64, completion: i64) {
         for (direction, count) in [("prompt", prompt), ("completion", completion)] {
             if count > 0 {
-                self.tokens
+                self.usage
+                    .tokens
                     .with_label_values(&[key, model, direction])
                     .inc_by(u64::try_from(count).unwrap_or(0));
             }
@@ -168,9 +188,20 @@ impl Metrics {
     }
 
     /// Refreshes the usage and key-cache gauges; called on every scrape.
-    pub fn refresh_accounting(&self, pending_usage: usize, key_cache_counts: (u64, u64)) {
-        self.pending_usage
-            .set(i64::try_from(pending_usage).unwrap_or(i64::MAX));
+    pub fn refresh_accounting(
+        &self,
+        usage: &actors::usage::UsageHandle,
+        key_cache_counts: (u64, u64),
+    ) {
+        self.usage
+            .pending
+            .set(i64::try_from(usage.pending()).unwrap_or(i64::MAX));
+        let dead = usage
+            .counters()
+            .dead_lettered
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let dead_letters = &self.usage.dead_letters;
+        dead_letters.inc_by(dead.saturating_sub(dead_letters.get()));
         let (hits, misses) = key_cache_counts;
         self.key_cache
             .with_label_values(&["hit"])

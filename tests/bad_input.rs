@@ -79,6 +79,25 @@ async fn bad_requests_get_clear_errors() {
         "invalid_parameter",
     )
     .await;
+    // A NUL in the model would route (`llm/…`) and then make PostgreSQL refuse the usage row.
+    check(
+        &gateway,
+        chat_path,
+        json,
+        br#"{"model":"llm/\u0000","messages":[{}]}"#,
+        400,
+        "invalid_parameter",
+    )
+    .await;
+    check(
+        &gateway,
+        chat_path,
+        json,
+        format!(r#"{{"model":"llm/{}","messages":[{{}}]}}"#, "m".repeat(300)).as_bytes(),
+        400,
+        "invalid_parameter",
+    )
+    .await;
     check(
         &gateway,
         chat_path,

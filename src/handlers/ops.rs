@@ -73,7 +73,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .await;
     state
         .metrics
-        .refresh_accounting(state.pipeline.usage.pending(), state.keys.counts());
+        .refresh_accounting(&state.pipeline.usage, state.keys.counts());
     if let Some(limits) = &state.pipeline.limits {
         state.metrics.refresh_limits(&limits.limiter);
     }

@@ -93,12 +93,7 @@ impl ParsedRequest {
                 param: "model",
                 message: "must be a string".into(),
             })?;
-        if model.is_empty() {
-            return Err(GatewayError::InvalidParameter {
-                param: "model",
-                message: "must not be empty".into(),
-            });
-        }
+        check_model(&model)?;
         let required = match kind {
             ApiKind::ChatCompletions => envelope.messages,
             ApiKind::Completions => envelope.prompt,
@@ -166,6 +161,25 @@ pub fn with_stream_usage(request: &ParsedRequest, body: Bytes) -> Bytes {
     out.put_slice(MEMBER);
     out.put_slice(&body[brace + 1..]);
     out.freeze()
+}
+
+/// A model name is routed, logged, used as a metric label and stored with every usage row:
+/// bounded, and free of control characters (a NUL would make PostgreSQL refuse the row).
+fn check_model(model: &str) -> Result<(), GatewayError> {
+    use actors::store::text::{is_clean, MAX_MODEL};
+    let message = if model.is_empty() {
+        "must not be empty".to_string()
+    } else if model.len() > MAX_MODEL {
+        format!("must be at most {MAX_MODEL} bytes")
+    } else if !is_clean(model, MAX_MODEL) {
+        "must not contain control characters".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(GatewayError::InvalidParameter {
+        param: "model",
+        message,
+    })
 }
 
 fn check_non_empty_array(raw: &RawValue, param: &'static str) -> Result<(), GatewayError> {
@@ -319,5 +333,38 @@ mod tests {
             "missing_required_parameter",
             "'prompt'",
         );
+    }
+
+    /// A model name reaches logs, metrics and a `text` column: bounded, no control characters.
+    #[test]
+    fn model_names_are_bounded_and_clean() {
+        let chat = ApiKind::ChatCompletions;
+        check_error(
+            chat,
+            r#"{"model":"llm/\u0000","messages":[{}]}"#,
+            "invalid_parameter",
+            "control characters",
+        );
+        check_error(
+            chat,
+            r#"{"model":"llm/\u0085","messages":[{}]}"#,
+            "invalid_parameter",
+            "control characters",
+        );
+        check_error(
+            chat,
+            "{\"model\":\"llm/a\nb\",\"messages\":[{}]}",
+            "invalid_json",
+            "control character",
+        );
+        check_error(
+            chat,
+            &format!(r#"{{"model":"llm/{}","messages":[{{}}]}}"#, "m".repeat(300)),
+            "invalid_parameter",
+            "at most 256 bytes",
+        );
+        let longest = format!("llm/{}", "m".repeat(252));
+        let body = format!(r#"{{"model":"{longest}","messages":[{{}}]}}"#);
+        assert_eq!(parse(chat, &body).expect("256 bytes fit").model, longest);
     }
 }
