@@ -145,20 +145,31 @@ impl ParsedRequest {
     }
 }
 
-/// Asks a streaming upstream for its usage chunk (`stream_options.include_usage`), which
-/// billing needs, unless the client set `stream_options` itself. The member is spliced in after
-/// the opening brace, so every other byte stays as sent.
-pub fn with_stream_usage(request: &ParsedRequest, body: Bytes) -> Bytes {
-    if !request.usage_injected() {
+/// The body as sent upstream: a streaming request asks for its usage chunk
+/// (`stream_options.include_usage`, which billing needs) unless the client set
+/// `stream_options` itself, and a request whose budget reserved a completion `ceiling` it did
+/// not state is told it as `max_tokens`, so the upstream cannot generate past the reservation.
+/// Members are spliced in after the opening brace, in one copy, so every other byte stays as
+/// sent; with nothing to add the body is returned as it is.
+pub fn with_injected(request: &ParsedRequest, body: Bytes, ceiling: Option<i64>) -> Bytes {
+    const USAGE: &[u8] = br#""stream_options":{"include_usage":true},"#;
+    let usage = request.usage_injected();
+    if !usage && ceiling.is_none() {
         return body;
     }
     let Some(brace) = body.iter().position(|&b| b == b'{') else {
         return body;
     };
-    const MEMBER: &[u8] = br#""stream_options":{"include_usage":true},"#;
-    let mut out = BytesMut::with_capacity(body.len() + MEMBER.len());
+    let ceiling = ceiling.map(|tokens| format!(r#""max_tokens":{tokens},"#));
+    let extra = ceiling.as_ref().map_or(0, String::len) + if usage { USAGE.len() } else { 0 };
+    let mut out = BytesMut::with_capacity(body.len() + extra);
     out.put_slice(&body[..=brace]);
-    out.put_slice(MEMBER);
+    if usage {
+        out.put_slice(USAGE);
+    }
+    if let Some(ceiling) = &ceiling {
+        out.put_slice(ceiling.as_bytes());
+    }
     out.put_slice(&body[brace + 1..]);
     out.freeze()
 }
@@ -248,18 +259,29 @@ mod tests {
             r#" {"model":"a/b","stream":true,"messages":[{}]}"#,
         )
         .expect("valid");
-        let body = with_stream_usage(&request, request.body.clone());
+        let body = with_injected(&request, request.body.clone(), None);
         let value: serde_json::Value = serde_json::from_slice(&body).expect("still JSON");
         assert_eq!(value["stream_options"]["include_usage"], true);
         assert_eq!(value["model"], "a/b");
         let own = parse(ApiKind::ChatCompletions, r#"{"model":"a/b","stream":true,"stream_options":{"include_usage":false},"messages":[{}]}"#).expect("valid");
-        assert_eq!(with_stream_usage(&own, own.body.clone()), own.body);
+        assert_eq!(with_injected(&own, own.body.clone(), None), own.body);
         let plain = parse(
             ApiKind::ChatCompletions,
             r#"{"model":"a/b","messages":[{}]}"#,
         )
         .expect("valid");
-        assert_eq!(with_stream_usage(&plain, plain.body.clone()), plain.body);
+        assert_eq!(with_injected(&plain, plain.body.clone(), None), plain.body);
+        // A reserved ceiling the client did not state goes upstream with the usage request.
+        let body = with_injected(&request, request.body.clone(), Some(64));
+        let value: serde_json::Value = serde_json::from_slice(&body).expect("still JSON");
+        assert_eq!(value["max_tokens"], 64);
+        assert_eq!(value["stream_options"]["include_usage"], true);
+        let body = with_injected(&plain, plain.body.clone(), Some(7));
+        let value: serde_json::Value = serde_json::from_slice(&body).expect("still JSON");
+        assert_eq!(
+            (value["max_tokens"].as_i64(), value["model"].as_str()),
+            (Some(7), Some("a/b"))
+        );
     }
 
     #[test]
