@@ -122,3 +122,35 @@ async fn the_reserved_ceiling_is_sent_upstream() {
     );
     gateway.stop().await;
 }
+
+/// `max_tokens` near `i64::MAX` overflowed the reservation and a negative one was forwarded,
+/// both answered 200 on a budgeted key: now both are 400s that never reach the upstream.
+#[actix_rt::test]
+async fn hostile_completion_limits_are_refused_on_a_budgeted_key() {
+    let (gateway, upstream, admin) = budgeted_gateway().await;
+    let (_, key) = gateway
+        .create_key(&admin, json!({"name": "hostile", "token_budget": 500}))
+        .await;
+    for limits in [
+        json!({"max_tokens": i64::MAX}),
+        json!({"max_tokens": -1}),
+        json!({"max_completion_tokens": -4000, "max_tokens": 1}),
+        json!({"max_completion_tokens": 1_000_001}),
+    ] {
+        let (status, reply) = gateway
+            .send_as(
+                Method::POST,
+                "/v1/chat/completions",
+                &key,
+                Some(&chat_with(limits.clone())),
+            )
+            .await;
+        assert_eq!(
+            (status, reply["error"]["code"].as_str()),
+            (400, Some("invalid_parameter")),
+            "{limits}: {reply}"
+        );
+    }
+    assert_eq!(upstream.state.requests(), 0, "nothing reached the upstream");
+    gateway.stop().await;
+}

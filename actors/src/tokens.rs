@@ -19,13 +19,13 @@ pub fn count(text: &str) -> i64 {
 fn count_value(value: &Value) -> i64 {
     match value {
         Value::String(text) => count(text),
-        Value::Array(items) => items.iter().map(count_value).sum(),
+        Value::Array(items) => items.iter().map(count_value).fold(0, i64::saturating_add),
         // Structured content (e.g. {"type":"text","text":...}): count its text parts.
         Value::Object(map) => map
             .iter()
             .filter(|(k, _)| *k == "text" || *k == "content")
             .map(|(_, v)| count_value(v))
-            .sum(),
+            .fold(0, i64::saturating_add),
         _ => 0,
     }
 }
@@ -40,9 +40,9 @@ fn prompt_tokens_of(request: &Value) -> i64 {
     if let Some(messages) = request.get("messages").and_then(Value::as_array) {
         let content: i64 = messages
             .iter()
-            .map(|m| PER_MESSAGE + m.get("content").map_or(0, count_value))
-            .sum();
-        return content + PER_REPLY;
+            .map(|m| PER_MESSAGE.saturating_add(m.get("content").map_or(0, count_value)))
+            .fold(0, i64::saturating_add);
+        return content.saturating_add(PER_REPLY);
     }
     request
         .get("prompt")
@@ -76,7 +76,7 @@ pub fn worst_case(body: &[u8], default_max_tokens: Option<i64>) -> WorstCase {
         (None, Some(default)) => (default.max(1), Some(default.max(1))),
     };
     WorstCase {
-        tokens: prompt_tokens_of(&request) + completion.max(0),
+        tokens: prompt_tokens_of(&request).saturating_add(completion.max(0)),
         ceiling,
     }
 }
@@ -129,6 +129,13 @@ mod tests {
             br#"{"prompt":"hello world","max_completion_tokens":9,"max_tokens":5}"#,
             Some(100),
             11,
+            None,
+        );
+        // A client number never overflows the sum (the edge refuses such limits anyway).
+        check(
+            br#"{"prompt":"hi","max_tokens":9223372036854775807}"#,
+            Some(1),
+            i64::MAX,
             None,
         );
         // Embeddings generate nothing.

@@ -52,6 +52,18 @@ impl Pipeline {
         request: &ParsedRequest,
         context: &RequestContext<'_>,
     ) -> Result<Admitted, GatewayError> {
+        if let Some(limit) = request
+            .completion_limit
+            .filter(|&l| l > self.max_tokens_cap)
+        {
+            return Err(GatewayError::InvalidParameter {
+                param: "max_tokens",
+                message: format!(
+                    "{limit} is more than any model's context allows here (at most {})",
+                    self.max_tokens_cap
+                ),
+            });
+        }
         let (route, pool) = self.route(request, context)?;
         let cache_key = self.cache_key(request, context, &route, &pool);
         if let (Some(cache), Some(cache_key)) = (&self.cache, &cache_key) {

@@ -60,6 +60,10 @@ struct Envelope<'a> {
     input: Option<&'a RawValue>,
     #[serde(borrow, default)]
     stream_options: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_completion_tokens: Option<&'a RawValue>,
 }
 
 /// A validated request.
@@ -72,6 +76,8 @@ pub struct ParsedRequest {
     model_span: Range<usize>,
     /// The client set `stream_options` itself.
     has_stream_options: bool,
+    /// The larger of `max_tokens` and `max_completion_tokens`, when the client gave either.
+    pub completion_limit: Option<i64>,
     pub body: Bytes,
 }
 
@@ -110,6 +116,7 @@ impl ParsedRequest {
                 message: "embeddings cannot be streamed".into(),
             });
         }
+        let completion_limit = completion_limit(&envelope)?;
         let start = raw_model.get().as_ptr() as usize - body.as_ptr() as usize;
         let model_span = start..start + raw_model.get().len();
         Ok(ParsedRequest {
@@ -118,6 +125,7 @@ impl ParsedRequest {
             stream: envelope.stream.unwrap_or(false),
             model_span,
             has_stream_options: envelope.stream_options.is_some(),
+            completion_limit,
             body: body.clone(),
         })
     }
@@ -172,6 +180,30 @@ pub fn with_injected(request: &ParsedRequest, body: Bytes, ceiling: Option<i64>)
     }
     out.put_slice(&body[brace + 1..]);
     out.freeze()
+}
+
+/// The larger completion limit the client gave. Each must be a non-negative integer (or
+/// `null`): a budget reserves it, so a negative or fractional one is refused here, before any
+/// arithmetic meets it. Only the few bytes of the numbers are read.
+fn completion_limit(envelope: &Envelope<'_>) -> Result<Option<i64>, GatewayError> {
+    let mut limit = None;
+    for (param, raw) in [
+        ("max_tokens", envelope.max_tokens),
+        ("max_completion_tokens", envelope.max_completion_tokens),
+    ] {
+        let Some(raw) = raw else { continue };
+        match serde_json::from_str::<Option<i64>>(raw.get()) {
+            Ok(None) => {}
+            Ok(Some(tokens)) if tokens >= 0 => limit = limit.max(Some(tokens)),
+            _ => {
+                return Err(GatewayError::InvalidParameter {
+                    param,
+                    message: "must be a non-negative integer".into(),
+                })
+            }
+        }
+    }
+    Ok(limit)
 }
 
 /// A model name is routed, logged, used as a metric label and stored with every usage row:
@@ -388,5 +420,36 @@ mod tests {
         let longest = format!("llm/{}", "m".repeat(252));
         let body = format!(r#"{{"model":"{longest}","messages":[{{}}]}}"#);
         assert_eq!(parse(chat, &body).expect("256 bytes fit").model, longest);
+    }
+
+    /// Completion limits are numbers a budget reserves: non-negative integers, the larger wins.
+    #[test]
+    fn completion_limits_are_non_negative_integers() {
+        let chat = ApiKind::ChatCompletions;
+        let limit = |extra: &str| {
+            parse(
+                chat,
+                &format!(r#"{{"model":"a/b","messages":[{{}}]{extra}}}"#),
+            )
+            .map(|request| request.completion_limit)
+        };
+        assert_eq!(limit("").expect("none"), None);
+        assert_eq!(limit(r#","max_tokens":null"#).expect("null"), None);
+        assert_eq!(limit(r#","max_tokens":7"#).expect("one"), Some(7));
+        assert_eq!(
+            limit(r#","max_completion_tokens":1,"max_tokens":4000"#).expect("both"),
+            Some(4000)
+        );
+        for bad in [
+            r#","max_tokens":-1"#,
+            r#","max_completion_tokens":-5"#,
+            r#","max_tokens":1.5"#,
+            r#","max_tokens":"10""#,
+            r#","max_tokens":1e12"#,
+            r#","max_tokens":99999999999999999999"#,
+        ] {
+            let error = limit(bad).expect_err(bad);
+            assert_eq!(error.code(), "invalid_parameter", "{bad}: {error}");
+        }
     }
 }
