@@ -178,6 +178,7 @@ fn build_pipeline(
         usage: usage.clone(),
         budgets,
         default_max_tokens: config.usage.default_max_tokens,
+        max_tokens_cap: config.usage.max_tokens_cap,
         limits,
         cache: config.cache.as_ref().map(|cache| {
             let local = actors::cache::ResponseCache::new(cache.ttl, cache.max_bytes);

@@ -79,6 +79,44 @@ async fn bad_requests_get_clear_errors() {
         "invalid_parameter",
     )
     .await;
+    // A NUL in the model would route (`llm/…`) and then make PostgreSQL refuse the usage row.
+    check(
+        &gateway,
+        chat_path,
+        json,
+        br#"{"model":"llm/\u0000","messages":[{}]}"#,
+        400,
+        "invalid_parameter",
+    )
+    .await;
+    check(
+        &gateway,
+        chat_path,
+        json,
+        format!(r#"{{"model":"llm/{}","messages":[{{}}]}}"#, "m".repeat(300)).as_bytes(),
+        400,
+        "invalid_parameter",
+    )
+    .await;
+    // Completion limits a budget would reserve: negative, fractional, or beyond any context.
+    for limits in [
+        r#""max_tokens":-1"#,
+        r#""max_completion_tokens":-1"#,
+        r#""max_tokens":2.5"#,
+        r#""max_tokens":9223372036854775807"#,
+        r#""max_completion_tokens":1000001"#,
+    ] {
+        let body = format!(r#"{{"model":"llm/m","messages":[{{}}],{limits}}}"#);
+        check(
+            &gateway,
+            chat_path,
+            json,
+            body.as_bytes(),
+            400,
+            "invalid_parameter",
+        )
+        .await;
+    }
     check(
         &gateway,
         chat_path,

@@ -312,3 +312,109 @@ async fn usage_batches_are_written_once_sqlite() {
 async fn usage_batches_are_written_once_postgres() {
     batches_are_written_once(Db::Postgres).await;
 }
+
+/// One row the database refuses never blocks the others: the writer splits the batch, sets the
+/// refused row aside in `usage_dead_letters` (counted), and writes every other row. A model name
+/// with a NUL (which PostgreSQL refuses in `text`) is made storable before it is written.
+async fn a_bad_row_is_set_aside(db: Db) {
+    use actors::store::usage::UsageEvent;
+    use actors::usage::{UsageRecorder, UsageSettings};
+    use std::sync::atomic::Ordering;
+    let store = migrated_store(db).await;
+    let (key, _) = store
+        .create_key(&actors::store::keys::NewKey {
+            name: "dead letters".into(),
+            owner: None,
+            limits: Default::default(),
+        })
+        .await
+        .expect("key");
+    let event = |i: i64, key_id: i64, model: &str| UsageEvent {
+        event_id: format!("event-{i}"),
+        request_id: format!("req-{i}"),
+        key_id: Some(key_id),
+        model: model.into(),
+        service: "llm".into(),
+        endpoint: "127.0.0.1:1".into(),
+        api: "chat".into(),
+        prompt_tokens: i,
+        completion_tokens: 1,
+        estimated: false,
+        cached: false,
+        status: 200,
+        latency_ms: 1,
+        created_at: 1_700_000_000_000 + i,
+    };
+    let usage = UsageRecorder::start_recorder(store.clone(), UsageSettings::default());
+    for i in 0..20 {
+        let row = match i {
+            // A key that does not exist: refused by the foreign key on both backends.
+            7 => event(i, key.id + 1000, "llm/m"),
+            13 => event(i, key.id, "llm/\0"),
+            _ => event(i, key.id, "llm/m"),
+        };
+        usage.reserve().expect("slot").record(row);
+    }
+    assert!(
+        usage.flush().await,
+        "the batch was written around the bad row"
+    );
+    let stored = store.usage_of_key(key.id).await.expect("rows");
+    let ids: Vec<&str> = stored.iter().map(|r| r.event_id.as_str()).collect();
+    let expected: Vec<String> = (0..20)
+        .filter(|&i| i != 7)
+        .map(|i| format!("event-{i}"))
+        .collect();
+    assert_eq!(ids, expected);
+    assert_eq!(stored[12].model, "llm/\u{FFFD}", "made storable");
+    assert_eq!(usage.counters().dead_lettered.load(Ordering::Relaxed), 1);
+    let dead = store.dead_letters(10).await.expect("dead letters");
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].event_id, "event-7");
+    let kept: serde_json::Value = serde_json::from_str(&dead[0].event).expect("json");
+    assert_eq!(kept["key_id"], key.id + 1000);
+    assert!(!dead[0].error.is_empty());
+    // Later events are written too: nothing waits behind the refused row.
+    usage
+        .reserve()
+        .expect("slot")
+        .record(event(20, key.id, "llm/m"));
+    assert!(usage.flush().await);
+    assert_eq!(store.usage_of_key(key.id).await.expect("rows").len(), 20);
+    assert_eq!(usage.pending(), 0);
+    // A login name no user can have finds nobody instead of failing the query.
+    assert!(store
+        .verify_user("admin\0", "x")
+        .await
+        .expect("no error")
+        .is_none());
+}
+
+#[actix_rt::test]
+async fn a_bad_usage_row_never_blocks_the_others_sqlite() {
+    a_bad_row_is_set_aside(Db::Sqlite).await;
+}
+
+#[actix_rt::test]
+async fn a_bad_usage_row_never_blocks_the_others_postgres() {
+    a_bad_row_is_set_aside(Db::Postgres).await;
+}
+
+/// A fresh, migrated store of the given backend.
+async fn migrated_store(db: Db) -> actors::store::Store {
+    use actors::store::{DatabaseTarget, Store};
+    let url = match db {
+        Db::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir").keep();
+            format!("sqlite://{}", dir.join("usage.db").display())
+        }
+        Db::Postgres => fresh_postgres_database().await,
+    };
+    let target = DatabaseTarget::parse(Some(&url)).expect("target");
+    let migrate_target = target.clone();
+    tokio::task::spawn_blocking(move || Store::migrate(&migrate_target))
+        .await
+        .expect("join")
+        .expect("migrate");
+    Store::open(&target, 2).expect("open")
+}

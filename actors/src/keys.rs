@@ -332,7 +332,9 @@ impl BudgetLedger {
                 .reserved
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |reserved| {
                     let used = account.used.load(Ordering::SeqCst);
-                    (used + reserved + amount <= budget).then_some(reserved + amount)
+                    // Saturating: `amount` comes from the client's numbers.
+                    (used.saturating_add(reserved).saturating_add(amount) <= budget)
+                        .then_some(reserved.saturating_add(amount))
                 });
         match reserved {
             Ok(_) => Ok(Reservation {

@@ -19,13 +19,13 @@ pub fn count(text: &str) -> i64 {
 fn count_value(value: &Value) -> i64 {
     match value {
         Value::String(text) => count(text),
-        Value::Array(items) => items.iter().map(count_value).sum(),
+        Value::Array(items) => items.iter().map(count_value).fold(0, i64::saturating_add),
         // Structured content (e.g. {"type":"text","text":...}): count its text parts.
         Value::Object(map) => map
             .iter()
             .filter(|(k, _)| *k == "text" || *k == "content")
             .map(|(_, v)| count_value(v))
-            .sum(),
+            .fold(0, i64::saturating_add),
         _ => 0,
     }
 }
@@ -33,15 +33,16 @@ fn count_value(value: &Value) -> i64 {
 /// Prompt tokens of an OpenAI request body: chat `messages`, completion `prompt`, or
 /// embedding `input`.
 pub fn prompt_tokens(body: &[u8]) -> i64 {
-    let Ok(request) = serde_json::from_slice::<Value>(body) else {
-        return 0;
-    };
+    serde_json::from_slice::<Value>(body).map_or(0, |request| prompt_tokens_of(&request))
+}
+
+fn prompt_tokens_of(request: &Value) -> i64 {
     if let Some(messages) = request.get("messages").and_then(Value::as_array) {
         let content: i64 = messages
             .iter()
-            .map(|m| PER_MESSAGE + m.get("content").map_or(0, count_value))
-            .sum();
-        return content + PER_REPLY;
+            .map(|m| PER_MESSAGE.saturating_add(m.get("content").map_or(0, count_value)))
+            .fold(0, i64::saturating_add);
+        return content.saturating_add(PER_REPLY);
     }
     request
         .get("prompt")
@@ -49,19 +50,35 @@ pub fn prompt_tokens(body: &[u8]) -> i64 {
         .map_or(0, count_value)
 }
 
-/// The most tokens a request may use: its prompt plus `max_tokens` (or
-/// `max_completion_tokens`), or `default_max_tokens` when it sets neither.
-pub fn worst_case(body: &[u8], default_max_tokens: i64) -> i64 {
-    let completion = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|r| {
-            r.get("max_completion_tokens")
-                .or_else(|| r.get("max_tokens"))
-                .and_then(Value::as_i64)
-        })
-        .unwrap_or(default_max_tokens)
-        .max(0);
-    prompt_tokens(body) + completion
+/// The most tokens a request may use, and the completion ceiling to write into it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorstCase {
+    /// Prompt plus the completion limit.
+    pub tokens: i64,
+    /// Set when the request gave no completion limit: the one reserved, which the upstream
+    /// must be told (as `max_tokens`) so it cannot generate past it.
+    pub ceiling: Option<i64>,
+}
+
+/// The most tokens a request may use: its prompt plus the larger of `max_tokens` and
+/// `max_completion_tokens` (upstreams differ on which one they obey, so the reservation covers
+/// either), or `default_max_tokens` (at least 1) when it sets neither. `None` for requests that
+/// generate nothing (embeddings).
+pub fn worst_case(body: &[u8], default_max_tokens: Option<i64>) -> WorstCase {
+    let request = serde_json::from_slice::<Value>(body).unwrap_or(Value::Null);
+    let given = ["max_tokens", "max_completion_tokens"]
+        .iter()
+        .filter_map(|field| request.get(field).and_then(Value::as_i64))
+        .max();
+    let (completion, ceiling) = match (given, default_max_tokens) {
+        (_, None) => (0, None),
+        (Some(given), Some(_)) => (given, None),
+        (None, Some(default)) => (default.max(1), Some(default.max(1))),
+    };
+    WorstCase {
+        tokens: prompt_tokens_of(&request).saturating_add(completion.max(0)),
+        ceiling,
+    }
 }
 
 #[cfg(test)]
@@ -84,16 +101,44 @@ mod tests {
     }
 
     #[test]
-    fn worst_case_adds_the_completion_limit() {
-        let body = br#"{"prompt":"hello world","max_tokens":10}"#;
-        assert_eq!(worst_case(body, 100), 12);
-        assert_eq!(worst_case(br#"{"prompt":"hello world"}"#, 100), 102);
-        assert_eq!(
-            worst_case(
-                br#"{"prompt":"hello world","max_completion_tokens":5,"max_tokens":9}"#,
-                100
-            ),
-            7
+    fn worst_case_adds_the_larger_completion_limit() {
+        let check = |body: &[u8], default, tokens, ceiling| {
+            let body_text = String::from_utf8_lossy(body);
+            assert_eq!(
+                worst_case(body, default),
+                WorstCase { tokens, ceiling },
+                "{body_text}"
+            );
+        };
+        check(
+            br#"{"prompt":"hello world","max_tokens":10}"#,
+            Some(100),
+            12,
+            None,
         );
+        check(br#"{"prompt":"hello world"}"#, Some(100), 102, Some(100));
+        check(br#"{"prompt":"hello world"}"#, Some(0), 3, Some(1));
+        // Whichever field the upstream obeys, the reservation covers it.
+        check(
+            br#"{"prompt":"hello world","max_completion_tokens":1,"max_tokens":4000}"#,
+            Some(100),
+            4002,
+            None,
+        );
+        check(
+            br#"{"prompt":"hello world","max_completion_tokens":9,"max_tokens":5}"#,
+            Some(100),
+            11,
+            None,
+        );
+        // A client number never overflows the sum (the edge refuses such limits anyway).
+        check(
+            br#"{"prompt":"hi","max_tokens":9223372036854775807}"#,
+            Some(1),
+            i64::MAX,
+            None,
+        );
+        // Embeddings generate nothing.
+        check(br#"{"input":"hello world"}"#, None, 2, None);
     }
 }

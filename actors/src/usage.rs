@@ -4,6 +4,10 @@
 //! A request reserves a slot before it is forwarded ([`UsageHandle::reserve`]) and fills it
 //! when it ends, so the buffer bound is enforced at admission: when it is full, new requests
 //! are refused instead of served unbilled, and an admitted request can always record.
+//!
+//! One bad row never blocks the others: a batch the database refuses for a reason other than
+//! being away is split in halves until the refused rows stand alone; those are set aside in
+//! `usage_dead_letters` (logged and counted) and everything else is written.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -13,7 +17,7 @@ use actix::prelude::*;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::usage::UsageEvent;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct UsageSettings {
@@ -45,6 +49,8 @@ pub struct UsageCounters {
     pub buffered: AtomicUsize,
     pub written: AtomicU64,
     pub failed_writes: AtomicU64,
+    /// Events the database refused alone, kept in `usage_dead_letters` instead.
+    pub dead_lettered: AtomicU64,
 }
 
 /// The buffer is full: the request must not be served.
@@ -185,7 +191,8 @@ impl BatchWriter {
         }
     }
 
-    fn push(&mut self, event: UsageEvent) {
+    fn push(&mut self, mut event: UsageEvent) {
+        event.make_storable();
         self.batch.push(event);
         self.counters
             .buffered
@@ -210,39 +217,121 @@ impl BatchWriter {
         }
     }
 
-    /// One batch write; on failure the batch stays for the next attempt.
+    /// Writes the batch. When the database refuses it for what it holds, the batch is split
+    /// (halves, in order) until each refused row stands alone and is set aside; while the
+    /// database is away, what is left stays for the next attempt (returning false).
     async fn write(&mut self) -> bool {
-        let result = tokio::time::timeout(
+        // A stack of segments still to write; the next one is on top.
+        let mut segments = vec![std::mem::take(&mut self.batch)];
+        while let Some(mut segment) = segments.pop() {
+            let refused = match self.insert(&segment).await {
+                Ok(inserted) => {
+                    self.counters
+                        .written
+                        .fetch_add(inserted as u64, Ordering::Relaxed);
+                    continue;
+                }
+                Err(Failure::Away(reason)) => reason,
+                Err(Failure::Refused(reason)) if segment.len() == 1 => {
+                    match self.set_aside(&segment[0], &reason).await {
+                        Ok(()) => continue,
+                        Err(away) => away,
+                    }
+                }
+                Err(Failure::Refused(_)) => {
+                    let right = segment.split_off(segment.len() / 2);
+                    segments.push(right);
+                    segments.push(segment);
+                    continue;
+                }
+            };
+            segments.push(segment);
+            self.batch = segments.into_iter().rev().flatten().collect();
+            self.counters
+                .buffered
+                .store(self.batch.len(), Ordering::Relaxed);
+            self.back_off(&refused).await;
+            return false;
+        }
+        self.counters.buffered.store(0, Ordering::Relaxed);
+        self.backoff = Duration::from_millis(200);
+        true
+    }
+
+    async fn insert(&self, rows: &[UsageEvent]) -> Result<usize, Failure> {
+        match tokio::time::timeout(self.settings.write_timeout, self.store.insert_usage(rows)).await
+        {
+            Ok(Ok(inserted)) => Ok(inserted),
+            Ok(Err(error)) if error.is_unavailable() => Err(Failure::Away(error.to_string())),
+            Ok(Err(error)) => Err(Failure::Refused(error.to_string())),
+            Err(_) => Err(Failure::Away("timed out".into())),
+        }
+    }
+
+    /// Keeps one refused event in the dead-letter table; `Err` when that failed too (the
+    /// database is then in no state to take anything, so the event waits like the others).
+    async fn set_aside(&self, event: &UsageEvent, reason: &str) -> Result<(), String> {
+        let kept = tokio::time::timeout(
             self.settings.write_timeout,
-            self.store.insert_usage(&self.batch),
+            self.store.insert_dead_letter(event, reason),
         )
         .await;
-        match result {
-            Ok(Ok(inserted)) => {
-                self.counters
-                    .written
-                    .fetch_add(inserted as u64, Ordering::Relaxed);
-                self.batch.clear();
-                self.counters.buffered.store(0, Ordering::Relaxed);
-                self.backoff = Duration::from_millis(200);
-                true
-            }
-            outcome => {
-                let reason = match outcome {
-                    Ok(Err(error)) => error.to_string(),
-                    _ => "timed out".to_string(),
-                };
-                self.counters.failed_writes.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    buffered = self.batch.len(),
+        match kept {
+            Ok(Ok(())) => {
+                self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    event_id = %event.event_id,
+                    request_id = %event.request_id,
+                    key_id = ?event.key_id,
                     error = %reason,
-                    retry_in_ms = self.backoff.as_millis() as u64,
-                    "usage write failed; keeping the events and retrying"
+                    "usage event refused by the database; kept in usage_dead_letters"
                 );
-                tokio::time::sleep(self.backoff).await;
-                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-                false
+                Ok(())
             }
+            Ok(Err(error)) => Err(format!("{reason}; setting it aside failed: {error}")),
+            Err(_) => Err(format!("{reason}; setting it aside timed out")),
+        }
+    }
+
+    async fn back_off(&mut self, reason: &str) {
+        self.counters.failed_writes.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            buffered = self.batch.len(),
+            error = %reason,
+            retry_in_ms = self.backoff.as_millis() as u64,
+            "usage write failed; keeping the events and retrying"
+        );
+        tokio::time::sleep(self.backoff).await;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Why a write failed: the database is away (wait and retry everything), or it refused the
+/// rows (split them to find the ones it refuses).
+enum Failure {
+    Away(String),
+    Refused(String),
+}
+
+impl StoreError {
+    /// True when the failure is the database's state (unreachable, connection lost, locked),
+    /// not something in the rows: such a write is retried whole, never split.
+    pub fn is_unavailable(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match self {
+            StoreError::Unavailable(_) => true,
+            StoreError::Query(Error::DatabaseError(kind, info)) => {
+                matches!(
+                    kind,
+                    DatabaseErrorKind::UnableToSendCommand | DatabaseErrorKind::ClosedConnection
+                ) || {
+                    // SQLite reports a writer holding the lock past the busy timeout this way.
+                    let message = info.message();
+                    message.contains("database is locked") || message.contains("database is busy")
+                }
+            }
+            StoreError::Query(Error::BrokenTransactionManager) => true,
+            _ => false,
         }
     }
 }

@@ -167,6 +167,7 @@ impl std::fmt::Debug for AuthConfig {
 pub struct UsageConfig {
     pub settings: actors::usage::UsageSettings,
     pub default_max_tokens: i64,
+    pub max_tokens_cap: i64,
 }
 
 /// Limits of one WebSocket connection.

@@ -14,6 +14,15 @@ impl Metrics {
         self.usage
             .pending_usage
             .set(saturating_i64(state.pipeline.usage.pending() as u64));
+        advance_to(
+            &self.usage.dead_letters,
+            state
+                .pipeline
+                .usage
+                .counters()
+                .dead_lettered
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
         let (hits, misses) = state.keys.counts();
         advance_to(&self.usage.key_cache.with_label_values(&["hit"]), hits);
         advance_to(&self.usage.key_cache.with_label_values(&["miss"]), misses);

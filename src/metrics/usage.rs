@@ -14,6 +14,7 @@ pub(super) struct UsageMetrics {
     pub(super) tokens: IntCounterVec,
     pub(super) models: Arc<BoundedLabels>,
     pub(super) pending_usage: IntGauge,
+    pub(super) dead_letters: IntCounter,
     pub(super) key_cache: IntCounterVec,
     pub(super) response_cache: IntCounterVec,
     pub(super) active_keys: IntGauge,
@@ -44,6 +45,11 @@ impl UsageMetrics {
                 r,
                 "gateway_usage_pending_events",
                 "Usage events not yet written to the database (the usage buffer's depth).",
+            )?,
+            dead_letters: counter(
+                r,
+                "gateway_usage_dead_letters_total",
+                "Usage events the database refused for what they hold, kept in usage_dead_letters.",
             )?,
             key_cache: counter_vec(
                 r,

@@ -95,11 +95,18 @@ impl UsageTicket {
         let Some(slot) = self.slot.take() else {
             return;
         };
+        // The upstream's numbers: never negative, never wrapping.
+        let tokens = Tokens {
+            prompt: tokens.prompt.max(0),
+            completion: tokens.completion.max(0),
+            ..tokens
+        };
+        let used = tokens.prompt.saturating_add(tokens.completion);
         if let Some(reservation) = self.reservation.take() {
-            reservation.settle(tokens.prompt + tokens.completion);
+            reservation.settle(used);
         }
         if let Some(reservation) = self.rate_tokens.take() {
-            reservation.settle(tokens.prompt + tokens.completion);
+            reservation.settle(used);
         }
         self.in_flight = None;
         // Cached answers are requests too, but bill no tokens.

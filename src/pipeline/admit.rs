@@ -8,11 +8,12 @@ use std::sync::Arc;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actors::keys::{ApiKey, BudgetError, Reservation};
 use actors::routing::Route;
+use actors::tokens::WorstCase;
 use actors::UpstreamPoolHandle;
 use bytes::Bytes;
 
 use super::accounting::{TicketSpec, UsageTicket};
-use super::{cache, request, ParsedRequest, Pipeline, PipelineResponse, RequestContext};
+use super::{cache, request, ApiKind, ParsedRequest, Pipeline, PipelineResponse, RequestContext};
 use crate::error::GatewayError;
 
 /// Admission's verdict: forward the request, or it was answered already (from the cache).
@@ -49,6 +50,18 @@ impl Pipeline {
         request: &ParsedRequest,
         context: &RequestContext<'_>,
     ) -> Result<Admitted, GatewayError> {
+        if let Some(limit) = request
+            .completion_limit
+            .filter(|&l| l > self.max_tokens_cap)
+        {
+            return Err(GatewayError::InvalidParameter {
+                param: "max_tokens",
+                message: format!(
+                    "{limit} is more than any model's context allows here (at most {})",
+                    self.max_tokens_cap
+                ),
+            });
+        }
         let (route, pool) = self.route(request, context)?;
         let cache_key = self.cache_key(request, context, &route, &pool);
         if let (Some(cache), Some(cache_key)) = (&self.cache, &cache_key) {
@@ -65,7 +78,7 @@ impl Pipeline {
         let key = context.key.as_deref();
         let worst_case = self.worst_case(request, key);
         let admitted = match self.limits.as_ref().zip(key) {
-            Some((limits, key)) => Some(limits.admit(key, Some(worst_case)).await?),
+            Some((limits, key)) => Some(limits.admit(key, Some(worst_case.tokens)).await?),
             None => None,
         };
         if self.limits.is_some() {
@@ -75,12 +88,16 @@ impl Pipeline {
             .usage
             .reserve()
             .map_err(|backlog| GatewayError::UsageBacklog(backlog.to_string()))?;
-        let reservation = self.reserve_budget(key, worst_case).await?;
+        let reservation = self.reserve_budget(key, worst_case.tokens).await?;
         let (limit_headers, rate_tokens, in_flight) = match admitted {
             Some(admitted) => (admitted.headers, admitted.tokens, admitted.in_flight),
             None => (Vec::new(), None, None),
         };
-        let body = request::with_stream_usage(request, request.upstream_body(route.upstream_model));
+        let body = request::with_injected(
+            request,
+            request.upstream_body(route.upstream_model),
+            worst_case.ceiling,
+        );
         let ticket = UsageTicket::new(TicketSpec {
             slot,
             reservation,
@@ -154,16 +171,20 @@ impl Pipeline {
         cache::key_of(request, &scope, context.cache_opt_in)
     }
 
-    /// The request's worst-case tokens, counted only when a budget or a token limit needs it.
-    fn worst_case(&self, request: &ParsedRequest, key: Option<&ApiKey>) -> i64 {
+    /// The request's worst-case tokens, counted only when a budget or a token limit needs it
+    /// (otherwise zero, and the body is not parsed).
+    fn worst_case(&self, request: &ParsedRequest, key: Option<&ApiKey>) -> WorstCase {
         let limits = self.limits.as_ref().zip(key);
         let needs_estimate = key.is_some_and(|k| k.token_budget.is_some())
             || limits.is_some_and(|(limits, key)| limits.limits_tokens(key));
-        if needs_estimate {
-            actors::tokens::worst_case(&request.body, self.default_max_tokens)
-        } else {
-            0
+        if !needs_estimate {
+            return WorstCase {
+                tokens: 0,
+                ceiling: None,
+            };
         }
+        let default = (request.kind != ApiKind::Embeddings).then_some(self.default_max_tokens);
+        actors::tokens::worst_case(&request.body, default)
     }
 
     /// Reserves the worst case against the key's token budget, when it has one (429 when it

@@ -42,6 +42,9 @@ pub struct Pipeline {
     pub budgets: BudgetLedger,
     /// Completion tokens reserved when a request sets no `max_tokens`.
     pub default_max_tokens: i64,
+    /// The largest completion limit a request may ask for (`usage.max_tokens_cap`); beyond
+    /// it, 400.
+    pub max_tokens_cap: i64,
     /// `None` when `RATE_LIMIT_ENABLED=false`.
     pub limits: Option<limits::RateLimits>,
     /// `None` when `CACHE_ENABLED=false`.

@@ -60,6 +60,10 @@ struct Envelope<'a> {
     input: Option<&'a RawValue>,
     #[serde(borrow, default)]
     stream_options: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_completion_tokens: Option<&'a RawValue>,
 }
 
 /// A validated request.
@@ -72,6 +76,8 @@ pub struct ParsedRequest {
     model_span: Range<usize>,
     /// The client set `stream_options` itself.
     has_stream_options: bool,
+    /// The larger of `max_tokens` and `max_completion_tokens`, when the client gave either.
+    pub completion_limit: Option<i64>,
     pub body: Bytes,
 }
 
@@ -93,12 +99,7 @@ impl ParsedRequest {
                 param: "model",
                 message: "must be a string".into(),
             })?;
-        if model.is_empty() {
-            return Err(GatewayError::InvalidParameter {
-                param: "model",
-                message: "must not be empty".into(),
-            });
-        }
+        check_model(&model)?;
         let required = match kind {
             ApiKind::ChatCompletions => envelope.messages,
             ApiKind::Completions => envelope.prompt,
@@ -115,6 +116,7 @@ impl ParsedRequest {
                 message: "embeddings cannot be streamed".into(),
             });
         }
+        let completion_limit = completion_limit(&envelope)?;
         let start = raw_model.get().as_ptr() as usize - body.as_ptr() as usize;
         let model_span = start..start + raw_model.get().len();
         Ok(ParsedRequest {
@@ -123,6 +125,7 @@ impl ParsedRequest {
             stream: envelope.stream.unwrap_or(false),
             model_span,
             has_stream_options: envelope.stream_options.is_some(),
+            completion_limit,
             body: body.clone(),
         })
     }
@@ -150,22 +153,76 @@ impl ParsedRequest {
     }
 }
 
-/// Asks a streaming upstream for its usage chunk (`stream_options.include_usage`), which
-/// billing needs, unless the client set `stream_options` itself. The member is spliced in after
-/// the opening brace, so every other byte stays as sent.
-pub fn with_stream_usage(request: &ParsedRequest, body: Bytes) -> Bytes {
-    if !request.usage_injected() {
+/// The body as sent upstream: a streaming request asks for its usage chunk
+/// (`stream_options.include_usage`, which billing needs) unless the client set
+/// `stream_options` itself, and a request whose budget reserved a completion `ceiling` it did
+/// not state is told it as `max_tokens`, so the upstream cannot generate past the reservation.
+/// Members are spliced in after the opening brace, in one copy, so every other byte stays as
+/// sent; with nothing to add the body is returned as it is.
+pub fn with_injected(request: &ParsedRequest, body: Bytes, ceiling: Option<i64>) -> Bytes {
+    const USAGE: &[u8] = br#""stream_options":{"include_usage":true},"#;
+    let usage = request.usage_injected();
+    if !usage && ceiling.is_none() {
         return body;
     }
     let Some(brace) = body.iter().position(|&b| b == b'{') else {
         return body;
     };
-    const MEMBER: &[u8] = br#""stream_options":{"include_usage":true},"#;
-    let mut out = BytesMut::with_capacity(body.len() + MEMBER.len());
+    let ceiling = ceiling.map(|tokens| format!(r#""max_tokens":{tokens},"#));
+    let extra = ceiling.as_ref().map_or(0, String::len) + if usage { USAGE.len() } else { 0 };
+    let mut out = BytesMut::with_capacity(body.len() + extra);
     out.put_slice(&body[..=brace]);
-    out.put_slice(MEMBER);
+    if usage {
+        out.put_slice(USAGE);
+    }
+    if let Some(ceiling) = &ceiling {
+        out.put_slice(ceiling.as_bytes());
+    }
     out.put_slice(&body[brace + 1..]);
     out.freeze()
+}
+
+/// The larger completion limit the client gave. Each must be a non-negative integer (or
+/// `null`): a budget reserves it, so a negative or fractional one is refused here, before any
+/// arithmetic meets it. Only the few bytes of the numbers are read.
+fn completion_limit(envelope: &Envelope<'_>) -> Result<Option<i64>, GatewayError> {
+    let mut limit = None;
+    for (param, raw) in [
+        ("max_tokens", envelope.max_tokens),
+        ("max_completion_tokens", envelope.max_completion_tokens),
+    ] {
+        let Some(raw) = raw else { continue };
+        match serde_json::from_str::<Option<i64>>(raw.get()) {
+            Ok(None) => {}
+            Ok(Some(tokens)) if tokens >= 0 => limit = limit.max(Some(tokens)),
+            _ => {
+                return Err(GatewayError::InvalidParameter {
+                    param,
+                    message: "must be a non-negative integer".into(),
+                })
+            }
+        }
+    }
+    Ok(limit)
+}
+
+/// A model name is routed, logged, used as a metric label and stored with every usage row:
+/// bounded, and free of control characters (a NUL would make PostgreSQL refuse the row).
+fn check_model(model: &str) -> Result<(), GatewayError> {
+    use actors::store::text::{is_clean, MAX_MODEL};
+    let message = if model.is_empty() {
+        "must not be empty".to_string()
+    } else if model.len() > MAX_MODEL {
+        format!("must be at most {MAX_MODEL} bytes")
+    } else if !is_clean(model, MAX_MODEL) {
+        "must not contain control characters".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(GatewayError::InvalidParameter {
+        param: "model",
+        message,
+    })
 }
 
 fn check_non_empty_array(raw: &RawValue, param: &'static str) -> Result<(), GatewayError> {
@@ -234,18 +291,29 @@ mod tests {
             r#" {"model":"a/b","stream":true,"messages":[{}]}"#,
         )
         .expect("valid");
-        let body = with_stream_usage(&request, request.body.clone());
+        let body = with_injected(&request, request.body.clone(), None);
         let value: serde_json::Value = serde_json::from_slice(&body).expect("still JSON");
         assert_eq!(value["stream_options"]["include_usage"], true);
         assert_eq!(value["model"], "a/b");
         let own = parse(ApiKind::ChatCompletions, r#"{"model":"a/b","stream":true,"stream_options":{"include_usage":false},"messages":[{}]}"#).expect("valid");
-        assert_eq!(with_stream_usage(&own, own.body.clone()), own.body);
+        assert_eq!(with_injected(&own, own.body.clone(), None), own.body);
         let plain = parse(
             ApiKind::ChatCompletions,
             r#"{"model":"a/b","messages":[{}]}"#,
         )
         .expect("valid");
-        assert_eq!(with_stream_usage(&plain, plain.body.clone()), plain.body);
+        assert_eq!(with_injected(&plain, plain.body.clone(), None), plain.body);
+        // A reserved ceiling the client did not state goes upstream with the usage request.
+        let body = with_injected(&request, request.body.clone(), Some(64));
+        let value: serde_json::Value = serde_json::from_slice(&body).expect("still JSON");
+        assert_eq!(value["max_tokens"], 64);
+        assert_eq!(value["stream_options"]["include_usage"], true);
+        let body = with_injected(&plain, plain.body.clone(), Some(7));
+        let value: serde_json::Value = serde_json::from_slice(&body).expect("still JSON");
+        assert_eq!(
+            (value["max_tokens"].as_i64(), value["model"].as_str()),
+            (Some(7), Some("a/b"))
+        );
     }
 
     #[test]
@@ -319,5 +387,69 @@ mod tests {
             "missing_required_parameter",
             "'prompt'",
         );
+    }
+
+    /// A model name reaches logs, metrics and a `text` column: bounded, no control characters.
+    #[test]
+    fn model_names_are_bounded_and_clean() {
+        let chat = ApiKind::ChatCompletions;
+        check_error(
+            chat,
+            r#"{"model":"llm/\u0000","messages":[{}]}"#,
+            "invalid_parameter",
+            "control characters",
+        );
+        check_error(
+            chat,
+            r#"{"model":"llm/\u0085","messages":[{}]}"#,
+            "invalid_parameter",
+            "control characters",
+        );
+        check_error(
+            chat,
+            "{\"model\":\"llm/a\nb\",\"messages\":[{}]}",
+            "invalid_json",
+            "control character",
+        );
+        check_error(
+            chat,
+            &format!(r#"{{"model":"llm/{}","messages":[{{}}]}}"#, "m".repeat(300)),
+            "invalid_parameter",
+            "at most 256 bytes",
+        );
+        let longest = format!("llm/{}", "m".repeat(252));
+        let body = format!(r#"{{"model":"{longest}","messages":[{{}}]}}"#);
+        assert_eq!(parse(chat, &body).expect("256 bytes fit").model, longest);
+    }
+
+    /// Completion limits are numbers a budget reserves: non-negative integers, the larger wins.
+    #[test]
+    fn completion_limits_are_non_negative_integers() {
+        let chat = ApiKind::ChatCompletions;
+        let limit = |extra: &str| {
+            parse(
+                chat,
+                &format!(r#"{{"model":"a/b","messages":[{{}}]{extra}}}"#),
+            )
+            .map(|request| request.completion_limit)
+        };
+        assert_eq!(limit("").expect("none"), None);
+        assert_eq!(limit(r#","max_tokens":null"#).expect("null"), None);
+        assert_eq!(limit(r#","max_tokens":7"#).expect("one"), Some(7));
+        assert_eq!(
+            limit(r#","max_completion_tokens":1,"max_tokens":4000"#).expect("both"),
+            Some(4000)
+        );
+        for bad in [
+            r#","max_tokens":-1"#,
+            r#","max_completion_tokens":-5"#,
+            r#","max_tokens":1.5"#,
+            r#","max_tokens":"10""#,
+            r#","max_tokens":1e12"#,
+            r#","max_tokens":99999999999999999999"#,
+        ] {
+            let error = limit(bad).expect_err(bad);
+            assert_eq!(error.code(), "invalid_parameter", "{bad}: {error}");
+        }
     }
 }

@@ -1,9 +1,11 @@
 //! Persistence with Diesel: API keys, usage events and users, on SQLite (the embedded default)
 //! or PostgreSQL. Queries are written once and run on either backend through [`with_conn!`].
 
+pub mod dead_letters;
 pub mod keys;
 mod migrate;
 pub mod schema;
+pub mod text;
 pub mod usage;
 pub mod users;
 

@@ -49,4 +49,14 @@ diesel::table! {
 }
 
 diesel::joinable!(usage_events -> api_keys (key_id));
-diesel::allow_tables_to_appear_in_same_query!(api_keys, usage_events, users);
+
+diesel::table! {
+    usage_dead_letters (id) {
+        id -> BigInt,
+        event_id -> Text,
+        event -> Text,
+        error -> Text,
+        created_at -> BigInt,
+    }
+}
+diesel::allow_tables_to_appear_in_same_query!(api_keys, usage_events, users, usage_dead_letters);

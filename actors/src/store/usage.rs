@@ -9,7 +9,14 @@ use crate::with_conn;
 
 /// One request's usage.
 #[derive(
-    Debug, Clone, PartialEq, Eq, diesel::Insertable, diesel::Queryable, diesel::Selectable,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    diesel::Insertable,
+    diesel::Queryable,
+    diesel::Selectable,
 )]
 #[diesel(table_name = usage_events, treat_none_as_default_value = false)]
 pub struct UsageEvent {
@@ -31,6 +38,20 @@ pub struct UsageEvent {
     pub status: i32,
     pub latency_ms: i64,
     pub created_at: i64,
+}
+
+impl UsageEvent {
+    /// Bounds every text field and replaces control characters, so no value the client chose
+    /// can make the database refuse the row. Allocates only for a field that needed it.
+    pub fn make_storable(&mut self) {
+        use super::text::{bound_in_place, MAX_LABEL, MAX_MODEL};
+        bound_in_place(&mut self.event_id, MAX_LABEL);
+        bound_in_place(&mut self.request_id, MAX_LABEL);
+        bound_in_place(&mut self.model, MAX_MODEL);
+        bound_in_place(&mut self.service, MAX_LABEL);
+        bound_in_place(&mut self.endpoint, MAX_LABEL);
+        bound_in_place(&mut self.api, MAX_LABEL);
+    }
 }
 
 /// How usage is grouped in reports.

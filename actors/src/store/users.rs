@@ -95,14 +95,20 @@ impl Store {
         username: &str,
         password: &str,
     ) -> Result<Option<UserRow>, StoreError> {
-        let found: Option<UserRow> = with_conn!(self, conn => {
+        // A name no user can have (PostgreSQL would refuse a NUL in the query) finds nobody.
+        let storable = super::text::is_clean(username, super::text::MAX_LABEL);
+        let found: Option<UserRow> = if !storable {
+            None
+        } else {
+            with_conn!(self, conn => {
             users::table
                 .filter(users::username.eq(username))
                 .select(UserRow::as_select())
                 .first(conn)
                 .await
                 .optional()?
-        });
+            })
+        };
         let password = password.to_string();
         // Verify against a fixed hash when the user does not exist, so timing does not tell
         // which user names exist.

@@ -254,6 +254,8 @@ pub struct RawUsage {
     pub buffer_capacity: usize,
     /// Completion tokens reserved against a budget when a request sets no `max_tokens`.
     pub default_max_tokens: i64,
+    /// The largest `max_tokens` a request may ask for (beyond any model's context): 400 above.
+    pub max_tokens_cap: i64,
 }
 
 impl Default for RawUsage {
@@ -263,6 +265,7 @@ impl Default for RawUsage {
             flush_interval_ms: 500,
             buffer_capacity: 100_000,
             default_max_tokens: 1024,
+            max_tokens_cap: 1_000_000,
         }
     }
 }

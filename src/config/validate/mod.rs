@@ -167,6 +167,10 @@ fn usage(usage: &raw::RawUsage, errors: &mut Errors) -> UsageConfig {
     if usage.default_max_tokens < 0 {
         errors.push("usage.default_max_tokens: must not be negative".into());
     }
+    if usage.max_tokens_cap < 1 || usage.max_tokens_cap < usage.default_max_tokens {
+        errors
+            .push("usage.max_tokens_cap: must be positive and at least default_max_tokens".into());
+    }
     UsageConfig {
         settings: actors::usage::UsageSettings {
             batch_size: usage.batch_size,
@@ -175,6 +179,7 @@ fn usage(usage: &raw::RawUsage, errors: &mut Errors) -> UsageConfig {
             ..actors::usage::UsageSettings::default()
         },
         default_max_tokens: usage.default_max_tokens,
+        max_tokens_cap: usage.max_tokens_cap,
     }
 }
 
