@@ -70,3 +70,15 @@ bench-instructions: ## Instructions per request under callgrind (repeatable on a
 
 bench-micro: ## Criterion micro-benchmarks (balancer, tokens, request parse, SSE scan), a few s each
 	$(CARGO) bench -p gateway-actors --bench core && $(CARGO) bench -p gateway --bench edge
+
+# ---- containers: Dockerfiles, compose files, k8s/ (deployment/README.md) ----------------------
+.PHONY: deploy-check-containers compose-test
+# Extra prerequisites of `deploy-check` and `test` (make merges rules that name the same target).
+deploy-check: deploy-check-containers
+test: deploy-check-containers compose-test
+
+deploy-check-containers: ## docker-compose config + compose-spec schema on both compose files, hadolint on every Dockerfile, kubernetes-validate --strict on k8s/
+	@deployment/scripts/deploy-check-containers.sh
+
+compose-test: ## The development stack up for real under podman (local base images), checked through nginx, then down -v
+	@deployment/compose-test/run.sh
