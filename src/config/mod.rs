@@ -3,6 +3,7 @@
 
 mod env;
 pub mod raw;
+mod secret_files;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
