@@ -98,10 +98,12 @@ print(*[x.getsockname()[1] for x in s])')
 export HTTP_PORT BACKEND_PORT METRICS_PORT FRONTEND_PORT MODELS_PORT CONSUL_PORT PROMETHEUS_PORT GRAFANA_PORT
 export HOST_IP=127.0.0.1 GATEWAY_BUILD_TARGET=production-prebuilt PREBUILT_BINARY=.prebuilt/gateway
 dc config -q
-dc build 2>&1 | grep -E '^(Step|STEP|Building|Successfully)|rror' | sed 's/^/   /' || true
-for image in aigateway-models:dev aigateway-backend:dev aigateway-frontend:dev; do
-    podman image exists "$image" || die "image $image was not built (see docker-compose build above)"
-done
+# The full build log goes to a file; its step lines are printed, and a failure shows the end.
+if ! dc build >"$RUN_DIR/build.log" 2>&1; then
+    tail -n 60 "$RUN_DIR/build.log"
+    die "docker-compose build"
+fi
+grep -E '^(Building|Successfully tagged|.*STEP [0-9]+/[0-9]+: (FROM|RUN))' "$RUN_DIR/build.log" | cut -c1-150 | sed 's/^/   /'
 # Healthchecks: podman schedules them with systemd timers, and there is no systemd here.
 ( while :; do
       for c in $(podman ps -q --filter "label=com.docker.compose.project=$PROJECT"); do
@@ -125,8 +127,16 @@ echo "$states" | sed 's/^/   /'
 
 step "6/7 checks through nginx (http://127.0.0.1:$HTTP_PORT)"
 PASSWORD="compose-test-$(date +%s%N | sha256sum | cut -c1-16)"
-echo "$PASSWORD" | dc exec -T backend gateway users create --username admin --role admin | sed 's/^/   /'
-echo "   - admin user created with the gateway CLI in aigateway-backend-dev"
+# podman's DNS server (aardvark-dns) reloads as containers join the network; a lookup made
+# in that instant can fall through to the host's resolver and fail. Such a failure leaves
+# nothing behind, so the CLI is retried until a deadline (Docker's DNS has no such gap).
+deadline=$(( $(date +%s) + 30 ))
+until out="$(echo "$PASSWORD" | dc exec -T backend gateway users create --username admin --role admin 2>&1)"; do
+    [ "$(date +%s)" -lt "$deadline" ] || die "gateway users create in the backend container: $out"
+    echo "   (retrying the CLI: $out)"
+    sleep 1
+done
+echo "   - $out, with the gateway CLI in aigateway-backend-dev"
 out="$("$TOOLS_BIN/python" "$HERE/checks.py" "http://127.0.0.1:$HTTP_PORT" "http://127.0.0.1:$PROMETHEUS_PORT" "$PASSWORD")" \
     || { echo "$out"; die "checks.py"; }
 grep -v '^KEY_ID=' <<<"$out"
