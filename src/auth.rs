@@ -1,20 +1,19 @@
 //! Credentials at the edge: API keys for clients (`Authorization: Bearer sk-…` or `x-api-key`)
-//! and HS256 JWTs for dashboard and admin users.
+//! and HS256 JWTs for dashboard and admin users. Who a request comes from is decided from these
+//! in one place, `principal::Principal::resolve`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::header;
-use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use actix_web::HttpRequest;
 use actors::keys::{ApiKey, KeyCache, KeyLookup};
 use actors::store::users::Role;
-use futures_util::future::LocalBoxFuture;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::config::AuthConfig;
 use crate::error::GatewayError;
-use crate::server::AppState;
 
 /// The bearer token or `x-api-key` value of a request, if any.
 pub fn presented_credential(request: &HttpRequest) -> Option<&str> {
@@ -34,29 +33,11 @@ pub fn presented_credential(request: &HttpRequest) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-fn unauthorized(code: &'static str, message: &str) -> GatewayError {
+pub(crate) fn unauthorized(code: &'static str, message: &str) -> GatewayError {
     GatewayError::Unauthorized {
         code,
         message: message.to_string(),
     }
-}
-
-/// Resolves the request's API key. `Ok(None)` only when authentication is off.
-pub async fn authenticate(
-    request: &HttpRequest,
-    keys: &KeyCache,
-    enabled: bool,
-) -> Result<Option<Arc<ApiKey>>, GatewayError> {
-    if !enabled {
-        return Ok(None);
-    }
-    let secret = presented_credential(request).ok_or_else(|| {
-        unauthorized(
-            "missing_api_key",
-            "You didn't provide an API key. Send it as 'Authorization: Bearer sk-…' or 'x-api-key'.",
-        )
-    })?;
-    key_from_secret(secret, keys).await.map(Some)
 }
 
 /// Looks up a presented API key secret: 401 unless it is a live key.
@@ -138,34 +119,6 @@ impl JwtKeys {
                 };
                 unauthorized("invalid_token", message)
             })
-    }
-}
-
-/// A request made with a valid admin token.
-pub struct AdminUser(pub Claims);
-
-impl FromRequest for AdminUser {
-    type Error = GatewayError;
-    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
-
-    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let result = (|| {
-            let state = request
-                .app_data::<web::Data<AppState>>()
-                .ok_or_else(|| GatewayError::Internal("state missing".into()))?;
-            let token = presented_credential(request).ok_or_else(|| {
-                unauthorized(
-                    "missing_token",
-                    "Send an admin token as 'Authorization: Bearer <jwt>'.",
-                )
-            })?;
-            let claims = state.jwt.verify(token)?;
-            if Role::parse(&claims.role) != Some(Role::Admin) {
-                return Err(GatewayError::AdminRequired);
-            }
-            Ok(AdminUser(claims))
-        })();
-        Box::pin(async move { result })
     }
 }
 

@@ -8,8 +8,12 @@ use actors::limits::LimitKind;
 use serde::Serialize;
 use tonic::Code;
 
-/// Everything that can go wrong while serving a request. `status_code`, `error_type`, `code`
-/// and `metric_label` match every variant without a wildcard, so a new variant must choose.
+mod grpc;
+use grpc::{describe_grpc, grpc_class};
+
+/// Everything that can go wrong while serving a request. `status`, `error_type`, `code`,
+/// `source_kind` and `is_retryable` match every variant without a wildcard, so a new variant
+/// must choose; gRPC statuses are classified once, in `grpc::grpc_class`.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error("We could not parse the JSON body of your request: {0}")]
@@ -149,7 +153,7 @@ impl GatewayError {
             | GatewayError::UpstreamStatus { .. }
             | GatewayError::UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            GatewayError::UpstreamGrpc { code, .. } => grpc_http_status(*code),
+            GatewayError::UpstreamGrpc { code, .. } => grpc_class(*code).status,
             GatewayError::UnsupportedByService { .. } => StatusCode::NOT_IMPLEMENTED,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -169,7 +173,7 @@ impl GatewayError {
             | GatewayError::ResourceNotFound(_)
             | GatewayError::UnsupportedByService { .. } => "invalid_request_error",
             GatewayError::UpstreamGrpc { code, .. } => {
-                if grpc_blames_client(*code) {
+                if grpc_class(*code).blames_client {
                     "invalid_request_error"
                 } else {
                     "upstream_error"
@@ -221,7 +225,7 @@ impl GatewayError {
             GatewayError::UpstreamStatus { .. } => "upstream_error",
             GatewayError::UpstreamProtocol { .. } => "upstream_protocol_error",
             GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
-            GatewayError::UpstreamGrpc { code, .. } => grpc_error_code(*code),
+            GatewayError::UpstreamGrpc { code, .. } => grpc_class(*code).code,
             GatewayError::UnsupportedByService { .. } => "unsupported_by_service",
             GatewayError::Overloaded => "overloaded",
             GatewayError::Internal(_) => "internal_error",
@@ -259,7 +263,7 @@ impl GatewayError {
             | GatewayError::ResourceNotFound(_)
             | GatewayError::UnsupportedByService { .. } => ErrorSource::Client,
             GatewayError::UpstreamGrpc { code, .. } => {
-                if grpc_blames_client(*code) {
+                if grpc_class(*code).blames_client {
                     ErrorSource::Client
                 } else {
                     ErrorSource::Upstream
@@ -282,14 +286,33 @@ impl GatewayError {
     /// counts against the endpoint's health; an error the request itself caused does not.
     pub fn is_retryable(&self) -> bool {
         match self {
-            GatewayError::UpstreamGrpc { code, .. } => grpc_is_retryable(*code),
-            other => matches!(
-                other,
-                GatewayError::UpstreamConnect { .. }
-                    | GatewayError::UpstreamStatus { .. }
-                    | GatewayError::UpstreamTimeout { .. }
-                    | GatewayError::UpstreamProtocol { .. }
-            ),
+            GatewayError::UpstreamGrpc { code, .. } => grpc_class(*code).retryable,
+            GatewayError::UpstreamConnect { .. }
+            | GatewayError::UpstreamStatus { .. }
+            | GatewayError::UpstreamTimeout { .. }
+            | GatewayError::UpstreamProtocol { .. } => true,
+            GatewayError::InvalidJson(_)
+            | GatewayError::MissingParameter(_)
+            | GatewayError::InvalidParameter { .. }
+            | GatewayError::UnsupportedMediaType(_)
+            | GatewayError::PayloadTooLarge { .. }
+            | GatewayError::ModelNotFound(_)
+            | GatewayError::RouteNotFound { .. }
+            | GatewayError::MethodNotAllowed { .. }
+            | GatewayError::NoHealthyEndpoint { .. }
+            | GatewayError::Unauthorized { .. }
+            | GatewayError::ModelNotAllowed(_)
+            | GatewayError::AdminRequired
+            | GatewayError::QuotaExceeded(_)
+            | GatewayError::RateLimited { .. }
+            | GatewayError::RateLimiterUnavailable(_)
+            | GatewayError::ResourceNotFound(_)
+            | GatewayError::UsageBacklog(_)
+            | GatewayError::StoreUnavailable(_)
+            | GatewayError::UnsupportedByService { .. }
+            | GatewayError::Overloaded
+            | GatewayError::TooManyConcurrentRequests { .. }
+            | GatewayError::Internal(_) => false,
         }
     }
 
@@ -307,114 +330,6 @@ impl GatewayError {
                 code: self.code(),
             },
         }
-    }
-}
-
-/// INVALID_ARGUMENT 400, NOT_FOUND 404, RESOURCE_EXHAUSTED 429, UNAVAILABLE 503,
-/// DEADLINE_EXCEEDED 504, every other status 502. Every code is listed, so none falls through.
-fn grpc_http_status(code: Code) -> StatusCode {
-    match code {
-        Code::InvalidArgument => StatusCode::BAD_REQUEST,
-        Code::NotFound => StatusCode::NOT_FOUND,
-        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
-        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
-        Code::Ok
-        | Code::Cancelled
-        | Code::Unknown
-        | Code::AlreadyExists
-        | Code::PermissionDenied
-        | Code::FailedPrecondition
-        | Code::Aborted
-        | Code::OutOfRange
-        | Code::Unimplemented
-        | Code::Internal
-        | Code::DataLoss
-        | Code::Unauthenticated => StatusCode::BAD_GATEWAY,
-    }
-}
-
-/// Statuses that describe the request rather than the server: the client must change it.
-fn grpc_blames_client(code: Code) -> bool {
-    match code {
-        Code::InvalidArgument | Code::NotFound => true,
-        Code::Ok
-        | Code::Cancelled
-        | Code::Unknown
-        | Code::DeadlineExceeded
-        | Code::AlreadyExists
-        | Code::PermissionDenied
-        | Code::ResourceExhausted
-        | Code::FailedPrecondition
-        | Code::Aborted
-        | Code::OutOfRange
-        | Code::Unimplemented
-        | Code::Internal
-        | Code::Unavailable
-        | Code::DataLoss
-        | Code::Unauthenticated => false,
-    }
-}
-
-/// Statuses after which another endpoint may succeed. Request faults and credentials or
-/// preconditions that every endpoint shares are not retried.
-fn grpc_is_retryable(code: Code) -> bool {
-    match code {
-        Code::Cancelled
-        | Code::Unknown
-        | Code::DeadlineExceeded
-        | Code::ResourceExhausted
-        | Code::Aborted
-        | Code::Unimplemented
-        | Code::Internal
-        | Code::Unavailable
-        | Code::DataLoss => true,
-        Code::Ok
-        | Code::InvalidArgument
-        | Code::NotFound
-        | Code::AlreadyExists
-        | Code::PermissionDenied
-        | Code::FailedPrecondition
-        | Code::OutOfRange
-        | Code::Unauthenticated => false,
-    }
-}
-
-fn grpc_error_code(code: Code) -> &'static str {
-    match code {
-        Code::InvalidArgument => "invalid_request",
-        Code::NotFound => "not_found",
-        Code::ResourceExhausted => "upstream_overloaded",
-        Code::Unavailable => "upstream_unavailable",
-        Code::DeadlineExceeded => "upstream_timeout",
-        Code::Ok
-        | Code::Cancelled
-        | Code::Unknown
-        | Code::AlreadyExists
-        | Code::PermissionDenied
-        | Code::FailedPrecondition
-        | Code::Aborted
-        | Code::OutOfRange
-        | Code::Unimplemented
-        | Code::Internal
-        | Code::DataLoss
-        | Code::Unauthenticated => "upstream_error",
-    }
-}
-
-fn describe_grpc(service: &str, code: Code, message: &str) -> String {
-    match code {
-        Code::InvalidArgument | Code::NotFound => {
-            format!("Service '{service}' rejected the request: {message}")
-        }
-        Code::Unavailable => format!("Service '{service}' is unavailable (gRPC): {message}"),
-        Code::DeadlineExceeded => {
-            format!("Service '{service}' did not answer before the deadline: {message}")
-        }
-        other => format!(
-            "Service '{service}' failed with gRPC status {}: {message}",
-            other.description()
-        ),
     }
 }
 
@@ -475,85 +390,4 @@ pub fn with_causes(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn check(code: Code, status: u16, error_type: &str, retryable: bool) {
-        let error = GatewayError::UpstreamGrpc {
-            service: "pm".into(),
-            code,
-            message: "why".into(),
-        };
-        assert_eq!(
-            (
-                error.status().as_u16(),
-                error.error_type(),
-                error.is_retryable()
-            ),
-            (status, error_type, retryable),
-            "{code:?}"
-        );
-        assert!(error.to_string().contains("'pm'") && error.to_string().contains("why"));
-    }
-
-    #[test]
-    fn grpc_statuses_map_to_http() {
-        check(Code::InvalidArgument, 400, "invalid_request_error", false);
-        check(Code::NotFound, 404, "invalid_request_error", false);
-        check(Code::ResourceExhausted, 429, "upstream_error", true);
-        check(Code::Unavailable, 503, "upstream_error", true);
-        check(Code::DeadlineExceeded, 504, "upstream_error", true);
-        check(Code::Internal, 502, "upstream_error", true);
-        check(Code::Unknown, 502, "upstream_error", true);
-        check(Code::PermissionDenied, 502, "upstream_error", false);
-        check(Code::FailedPrecondition, 502, "upstream_error", false);
-    }
-
-    #[test]
-    fn unsupported_requests_are_501_and_not_retried() {
-        let error = GatewayError::UnsupportedByService {
-            service: "pm".into(),
-            detail: "no".into(),
-        };
-        assert_eq!(error.status().as_u16(), 501);
-        assert_eq!(error.source_kind(), ErrorSource::Client);
-        assert!(!error.is_retryable());
-    }
-}
-
-#[cfg(test)]
-mod rate_limit_tests {
-    use super::*;
-
-    #[test]
-    fn rate_limits_answer_like_openai_with_retry_after() {
-        let error = GatewayError::RateLimited {
-            kind: LimitKind::Tokens,
-            message: "Rate limit reached".into(),
-            retry_after: Duration::from_millis(1_200),
-            headers: vec![(
-                header::HeaderName::from_static("x-ratelimit-remaining-tokens"),
-                header::HeaderValue::from_static("0"),
-            )],
-        };
-        assert_eq!(
-            (error.status().as_u16(), error.error_type(), error.code()),
-            (429, "tokens", "rate_limit_exceeded")
-        );
-        assert_eq!(error.source_kind(), ErrorSource::Client);
-        assert!(!error.is_retryable());
-        let response = error.error_response();
-        assert_eq!(
-            response
-                .headers()
-                .get(header::RETRY_AFTER)
-                .map(|v| v.as_bytes()),
-            Some(&b"2"[..])
-        );
-        assert!(response
-            .headers()
-            .contains_key("x-ratelimit-remaining-tokens"));
-        let unavailable = GatewayError::RateLimiterUnavailable("down".into());
-        assert_eq!(unavailable.status().as_u16(), 503);
-    }
-}
+mod tests;

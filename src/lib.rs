@@ -15,6 +15,7 @@ pub mod principal;
 pub mod request_id;
 pub mod routes;
 pub mod server;
+pub mod state;
 pub mod telemetry;
 pub mod tls;
 pub mod upstream;

@@ -4,7 +4,10 @@
 use std::time::Duration;
 
 use actors::UpstreamRegistryHandle;
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::core::Collector;
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// Fine buckets: the gateway's own work is measured in microseconds.
 const OVERHEAD_BUCKETS: &[f64] = &[
@@ -24,125 +27,115 @@ pub struct Metrics {
     endpoint_healthy: IntGaugeVec,
     endpoint_in_flight: IntGaugeVec,
     stream_faults: IntCounterVec,
-    discovery_errors: prometheus::IntGauge,
-    discovery_degraded: prometheus::IntGauge,
+    discovery_errors: IntGauge,
+    discovery_degraded: IntGauge,
     endpoint_state: IntGaugeVec,
     tokens: IntCounterVec,
-    pending_usage: prometheus::IntGauge,
+    pending_usage: IntGauge,
     key_cache: IntGaugeVec,
-    rate_limit_buckets: prometheus::IntGauge,
+    rate_limit_buckets: IntGauge,
     rate_limit_redis_failures: prometheus::IntCounter,
+}
+
+/// Registers `metric` with `registry` and hands it back.
+fn register<M: Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: M,
+) -> Result<M, prometheus::Error> {
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+fn histogram_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    buckets: &[f64],
+    labels: &[&str],
+) -> Result<HistogramVec, prometheus::Error> {
+    let options = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+    register(registry, HistogramVec::new(options, labels)?)
 }
 
 impl Metrics {
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
-        let upstream_duration = HistogramVec::new(
-            HistogramOpts::new(
+        let r = &registry;
+        Ok(Metrics {
+            upstream_duration: histogram_vec(
+                r,
                 "gateway_upstream_request_duration_seconds",
                 "Time from sending a request upstream to its response head (whole body when buffered), per attempt.",
-            )
-            .buckets(UPSTREAM_BUCKETS.to_vec()),
-            &["service", "endpoint", "outcome"],
-        )?;
-        let overhead = HistogramVec::new(
-            HistogramOpts::new(
+                UPSTREAM_BUCKETS,
+                &["service", "endpoint", "outcome"],
+            )?,
+            overhead: histogram_vec(
+                r,
                 "gateway_overhead_seconds",
                 "Time a request spends in the gateway itself, upstream time excluded.",
-            )
-            .buckets(OVERHEAD_BUCKETS.to_vec()),
-            &["route"],
-        )?;
-        let endpoint_healthy = IntGaugeVec::new(
-            Opts::new(
-                "gateway_upstream_endpoint_healthy",
-                "1 when the endpoint is eligible for requests (healthy and not ejected).",
-            ),
-            &["service", "endpoint", "origin"],
-        )?;
-        let endpoint_in_flight = IntGaugeVec::new(
-            Opts::new(
-                "gateway_upstream_endpoint_in_flight",
-                "Requests in flight per endpoint.",
-            ),
-            &["service", "endpoint"],
-        )?;
-        let stream_faults = IntCounterVec::new(
-            Opts::new(
-                "gateway_stream_faults_total",
-                "Streams that ended without completing, by cause.",
-            ),
-            &["service", "fault"],
-        )?;
-        let discovery_errors = prometheus::IntGauge::new(
-            "gateway_discovery_errors_total",
-            "Discovery results rejected (broken service files, unreachable back-ends); the last good set stays.",
-        )?;
-        registry.register(Box::new(discovery_errors.clone()))?;
-        let discovery_degraded = prometheus::IntGauge::new(
-            "gateway_discovery_degraded",
-            "1 while the discovery back-end cannot be reached; the pools keep their last good set.",
-        )?;
-        registry.register(Box::new(discovery_degraded.clone()))?;
-        let endpoint_state = IntGaugeVec::new(
-            Opts::new(
-                "gateway_upstream_endpoint_state",
-                "1 for each endpoint's current state: eligible, pending (before its first passing check), unhealthy, ejected or draining.",
-            ),
-            &["service", "endpoint", "origin", "state"],
-        )?;
-        registry.register(Box::new(endpoint_state.clone()))?;
-        let tokens = IntCounterVec::new(
-            Opts::new(
-                "gateway_tokens_total",
-                "Tokens billed, by key, model and direction (prompt or completion).",
-            ),
-            &["key", "model", "direction"],
-        )?;
-        let pending_usage = prometheus::IntGauge::new(
-            "gateway_usage_pending_events",
-            "Usage events not yet written to the database.",
-        )?;
-        let key_cache = IntGaugeVec::new(
-            Opts::new(
-                "gateway_key_cache_lookups",
-                "API-key lookups answered from the cache (hit) or the database (miss).",
-            ),
-            &["result"],
-        )?;
-        let rate_limit_buckets = prometheus::IntGauge::new(
-            "gateway_rate_limit_buckets",
-            "Subjects (keys, client IPs) the in-process rate limiter holds; idle ones are evicted.",
-        )?;
-        let rate_limit_redis_failures = prometheus::IntCounter::new(
-            "gateway_rate_limit_redis_failures_total",
-            "Rate-limit decisions Redis failed to make in time (the fallback decided).",
-        )?;
-        registry.register(Box::new(rate_limit_buckets.clone()))?;
-        registry.register(Box::new(rate_limit_redis_failures.clone()))?;
-        registry.register(Box::new(tokens.clone()))?;
-        registry.register(Box::new(pending_usage.clone()))?;
-        registry.register(Box::new(key_cache.clone()))?;
-        registry.register(Box::new(upstream_duration.clone()))?;
-        registry.register(Box::new(overhead.clone()))?;
-        registry.register(Box::new(endpoint_healthy.clone()))?;
-        registry.register(Box::new(endpoint_in_flight.clone()))?;
-        registry.register(Box::new(stream_faults.clone()))?;
-        Ok(Metrics {
+                OVERHEAD_BUCKETS,
+                &["route"],
+            )?,
+            endpoint_healthy: register(r, IntGaugeVec::new(
+                Opts::new(
+                    "gateway_upstream_endpoint_healthy",
+                    "1 when the endpoint is eligible for requests (healthy and not ejected).",
+                ),
+                &["service", "endpoint", "origin"],
+            )?)?,
+            endpoint_in_flight: register(r, IntGaugeVec::new(
+                Opts::new("gateway_upstream_endpoint_in_flight", "Requests in flight per endpoint."),
+                &["service", "endpoint"],
+            )?)?,
+            stream_faults: register(r, IntCounterVec::new(
+                Opts::new(
+                    "gateway_stream_faults_total",
+                    "Streams that ended without completing, by cause.",
+                ),
+                &["service", "fault"],
+            )?)?,
+            discovery_errors: register(r, IntGauge::new(
+                "gateway_discovery_errors_total",
+                "Discovery results rejected (broken service files, unreachable back-ends); the last good set stays.",
+            )?)?,
+            discovery_degraded: register(r, IntGauge::new(
+                "gateway_discovery_degraded",
+                "1 while the discovery back-end cannot be reached; the pools keep their last good set.",
+            )?)?,
+            endpoint_state: register(r, IntGaugeVec::new(
+                Opts::new(
+                    "gateway_upstream_endpoint_state",
+                    "1 for each endpoint's current state: eligible, pending (before its first passing check), unhealthy, ejected or draining.",
+                ),
+                &["service", "endpoint", "origin", "state"],
+            )?)?,
+            tokens: register(r, IntCounterVec::new(
+                Opts::new(
+                    "gateway_tokens_total",
+                    "Tokens billed, by key, model and direction (prompt or completion).",
+                ),
+                &["key", "model", "direction"],
+            )?)?,
+            pending_usage: register(r, IntGauge::new(
+                "gateway_usage_pending_events",
+                "Usage events not yet written to the database.",
+            )?)?,
+            key_cache: register(r, IntGaugeVec::new(
+                Opts::new(
+                    "gateway_key_cache_lookups",
+                    "API-key lookups answered from the cache (hit) or the database (miss).",
+                ),
+                &["result"],
+            )?)?,
+            rate_limit_buckets: register(r, IntGauge::new(
+                "gateway_rate_limit_buckets",
+                "Subjects (keys, client IPs) the in-process rate limiter holds; idle ones are evicted.",
+            )?)?,
+            rate_limit_redis_failures: register(r, prometheus::IntCounter::new(
+                "gateway_rate_limit_redis_failures_total",
+                "Rate-limit decisions Redis failed to make in time (the fallback decided).",
+            )?)?,
             registry,
-            upstream_duration,
-            overhead,
-            endpoint_healthy,
-            endpoint_in_flight,
-            stream_faults,
-            discovery_errors,
-            discovery_degraded,
-            endpoint_state,
-            tokens,
-            pending_usage,
-            key_cache,
-            rate_limit_buckets,
-            rate_limit_redis_failures,
         })
     }
 

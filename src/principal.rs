@@ -1,16 +1,26 @@
-//! Who is calling the WebSocket and GraphQL front-ends: an API key, a dashboard user (JWT), or
-//! nobody. Both front-ends accept either credential, unlike REST where `/v1` takes keys and
-//! `/admin` takes tokens, so the distinction is made here once.
+//! Who is calling, decided once for every front-end: an API key, a dashboard user (JWT), or
+//! nobody. [`Principal::resolve`] is the one resolution; what an endpoint accepts ([`Accepts`])
+//! decides how a presented credential is read, and what it requires is a method on the
+//! principal (`require_caller`, `require_admin`, `chat_key`).
+//!
+//! REST routes take it as an actix extractor ([`Principal`] itself for "key or token",
+//! [`Admin`] for `/admin`); the `/v1` model handlers call [`Principal::resolve`] inline, because
+//! an extractor's future must be nameable and the key lookup's is not, so extracting there would
+//! box one future per proxied request. WebSocket and GraphQL call it where their handshake or
+//! body tells them the credential.
 
+use std::future::{ready, Ready};
 use std::sync::Arc;
 
+use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use actors::keys::ApiKey;
 use actors::store::keys::KEY_PREFIX;
 use actors::store::users::Role;
+use futures_util::future::LocalBoxFuture;
 
-use crate::auth::{key_from_secret, Claims};
+use crate::auth::{key_from_secret, presented_credential, unauthorized, Claims};
 use crate::error::GatewayError;
-use crate::server::AppState;
+use crate::state::AppState;
 
 #[derive(Clone)]
 pub enum Principal {
@@ -24,9 +34,62 @@ pub enum Principal {
     Anonymous,
 }
 
+/// The credentials an endpoint takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepts {
+    /// `/v1` REST: an API key, required unless keys are switched off.
+    ApiKey,
+    /// `/admin` REST: a dashboard token, whatever `AUTH_ENABLED` says.
+    Token,
+    /// WebSocket, GraphQL and tickets: `sk-gw-…` is an API key, anything else a JWT.
+    KeyOrToken,
+}
+
 impl Principal {
-    /// Resolves a presented credential: `sk-gw-…` is an API key, anything else a JWT.
+    /// Resolves a presented credential (already trimmed by [`presented_credential`], or taken
+    /// from a WebSocket subprotocol) for an endpoint that accepts `accepts`.
     pub async fn resolve(
+        credential: Option<&str>,
+        accepts: Accepts,
+        state: &AppState,
+    ) -> Result<Principal, GatewayError> {
+        match accepts {
+            Accepts::ApiKey => {
+                if !state.auth_enabled {
+                    return Ok(Principal::Open);
+                }
+                let secret = credential.ok_or_else(|| {
+                    unauthorized(
+                        "missing_api_key",
+                        "You didn't provide an API key. Send it as 'Authorization: Bearer sk-…' or 'x-api-key'.",
+                    )
+                })?;
+                key_from_secret(secret, &state.keys)
+                    .await
+                    .map(Principal::Key)
+            }
+            Accepts::Token => Self::resolve_token(credential, state),
+            // Boxed: inline, its larger future would size every `/v1` request's future too;
+            // WebSocket and GraphQL resolve once per connection or document.
+            Accepts::KeyOrToken => Box::pin(Self::resolve_key_or_token(credential, state)).await,
+        }
+    }
+
+    /// A dashboard token; needs no await (verifying a JWT is a local computation).
+    fn resolve_token(
+        credential: Option<&str>,
+        state: &AppState,
+    ) -> Result<Principal, GatewayError> {
+        let token = credential.ok_or_else(|| {
+            unauthorized(
+                "missing_token",
+                "Send an admin token as 'Authorization: Bearer <jwt>'.",
+            )
+        })?;
+        state.jwt.verify(token).map(Principal::User)
+    }
+
+    async fn resolve_key_or_token(
         credential: Option<&str>,
         state: &AppState,
     ) -> Result<Principal, GatewayError> {
@@ -68,6 +131,14 @@ impl Principal {
         }
     }
 
+    /// The API key itself, without a clone: what a `/v1` REST request is billed under.
+    pub fn into_key(self) -> Option<Arc<ApiKey>> {
+        match self {
+            Principal::Key(key) => Some(key),
+            Principal::User(_) | Principal::Open | Principal::Anonymous => None,
+        }
+    }
+
     /// The key a model request is billed and limited under. API keys use their own; an admin
     /// token (the playground, the dashboard) runs without a key and is billed with none;
     /// viewers may look but not spend.
@@ -93,10 +164,10 @@ impl Principal {
     pub fn require_admin(&self) -> Result<(), GatewayError> {
         match self {
             Principal::User(_) if self.is_admin() => Ok(()),
-            Principal::Anonymous => Err(GatewayError::Unauthorized {
-                code: "missing_token",
-                message: "Send an admin token as 'Authorization: Bearer <jwt>'.".into(),
-            }),
+            Principal::Anonymous => Err(unauthorized(
+                "missing_token",
+                "Send an admin token as 'Authorization: Bearer <jwt>'.",
+            )),
             Principal::Key(_) | Principal::User(_) | Principal::Open => {
                 Err(GatewayError::AdminRequired)
             }
@@ -105,8 +176,44 @@ impl Principal {
 }
 
 pub fn missing_credential() -> GatewayError {
-    GatewayError::Unauthorized {
-        code: "missing_api_key",
-        message: "You didn't provide an API key. Send it as 'Authorization: Bearer sk-…'.".into(),
+    unauthorized(
+        "missing_api_key",
+        "You didn't provide an API key. Send it as 'Authorization: Bearer sk-…'.",
+    )
+}
+
+fn app_state(request: &HttpRequest) -> Result<&web::Data<AppState>, GatewayError> {
+    request
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(|| GatewayError::Internal("state missing".into()))
+}
+
+/// "Key or token" (tickets and other routes every front-end shares).
+impl FromRequest for Principal {
+    type Error = GatewayError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let request = request.clone();
+        Box::pin(async move {
+            let state = app_state(&request)?;
+            Principal::resolve(presented_credential(&request), Accepts::KeyOrToken, state).await
+        })
+    }
+}
+
+/// An administrator's token (`/admin/*`): a [`Principal`] that passed `require_admin`.
+pub struct Admin(pub Principal);
+
+impl FromRequest for Admin {
+    type Error = GatewayError;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(app_state(request).and_then(|state| {
+            let principal = Principal::resolve_token(presented_credential(request), state)?;
+            principal.require_admin()?;
+            Ok(Admin(principal))
+        }))
     }
 }

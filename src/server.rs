@@ -28,25 +28,10 @@ use crate::metrics::Metrics;
 use crate::pipeline::limits::RateLimits;
 use crate::pipeline::Pipeline;
 use crate::request_id::{self, GatewayRootSpan};
+use crate::state::AppState;
 use crate::upstream::{UpstreamClients, UpstreamHealthProbe};
 use crate::ws::{WsHubHandle, WsState};
 use crate::{routes, tls};
-
-/// Read-only state every worker shares.
-pub struct AppState {
-    pub pipeline: Pipeline,
-    pub metrics: Arc<Metrics>,
-    pub max_body_bytes: usize,
-    pub discovery_enabled: bool,
-    pub store: Store,
-    pub keys: KeyCache,
-    pub auth_enabled: bool,
-    pub jwt: JwtKeys,
-    pub ws: WsState,
-    pub graphql: GraphqlState,
-    /// `/auth/login` attempts per minute per client IP (when rate limits are on).
-    pub login_requests_per_minute: u64,
-}
 
 /// A started gateway: where it listens and the handles tests and `main` need.
 pub struct RunningGateway {
@@ -71,6 +56,57 @@ impl RunningGateway {
 /// server is already accepting and must be awaited (or stopped).
 pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
+    let store = open_store(&config).await?;
+    warn_about_auth(&config);
+    let usage = UsageRecorder::start_recorder(store.clone(), config.usage.settings.clone());
+    let probe = Rc::new(UpstreamHealthProbe::new());
+    let registry = UpstreamRegistry::start_registry(config.registry.clone(), probe);
+    if let Some(discovery) = &config.discovery {
+        crate::discovery::start(discovery, &registry).await?;
+    } else {
+        tracing::warn!("service discovery is disabled: configured services have no endpoints");
+    }
+    let ws_hub = WsHubHandle::start(&metrics.registry).context("websocket hub")?;
+    actix_web::rt::spawn(crate::ws::close_on_shutdown_signal(ws_hub.clone()));
+    let pipeline = build_pipeline(&config, &registry, &usage, &store, &metrics)?;
+    let state = web::Data::new(AppState {
+        pipeline,
+        metrics: Arc::clone(&metrics),
+        max_body_bytes: config.server.max_body_bytes,
+        discovery_enabled: config.discovery.is_some(),
+        store: store.clone(),
+        keys: KeyCache::new(
+            store.clone(),
+            KeyCacheSettings {
+                ttl: config.auth.key_cache_ttl,
+                ..KeyCacheSettings::default()
+            },
+        ),
+        auth_enabled: config.auth.enabled,
+        jwt: JwtKeys::new(&config.auth),
+        login_requests_per_minute: config.rate_limit.login_requests_per_minute,
+    });
+    // Separate from `AppState`: the GraphQL schema's context holds `AppState`, and neither
+    // front-end's state is needed by the rest.
+    let front_ends = FrontEnds {
+        ws: web::Data::new(WsState::new(ws_hub.clone(), config.websocket.clone())),
+        graphql: web::Data::new(GraphqlState::new(config.graphql.clone())),
+    };
+    let listening = serve(&config, state, front_ends, &metrics).await?;
+    Ok(RunningGateway {
+        addr: listening.addr,
+        scheme: listening.scheme,
+        server: listening.server,
+        registry,
+        store,
+        usage,
+        ws_hub,
+        consul_registration: listening.consul_registration,
+    })
+}
+
+/// Migrates (when `database.auto_migrate`) and opens the store.
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let database = &config.database;
     if database.auto_migrate {
         let target = database.target.clone();
@@ -84,6 +120,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
     }
     let store = Store::open(&database.target, database.max_connections).context("database")?;
     tracing::info!(database = %database.target.display_masked(), "store ready");
+    Ok(store)
+}
+
+fn warn_about_auth(config: &Config) {
     if !config.auth.enabled {
         tracing::warn!("AUTH_ENABLED=false: /v1 accepts requests WITHOUT an API key; use only for local experiments");
     }
@@ -92,23 +132,17 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
             "JWT_SECRET is not set: using a random secret, so admin tokens end with this process"
         );
     }
-    let keys = KeyCache::new(
-        store.clone(),
-        KeyCacheSettings {
-            ttl: config.auth.key_cache_ttl,
-            ..KeyCacheSettings::default()
-        },
-    );
-    let usage = UsageRecorder::start_recorder(store.clone(), config.usage.settings.clone());
-    let probe = Rc::new(UpstreamHealthProbe::new());
-    let registry = UpstreamRegistry::start_registry(config.registry.clone(), probe);
-    if let Some(discovery) = &config.discovery {
-        crate::discovery::start(discovery, &registry).await?;
-    } else {
-        tracing::warn!("service discovery is disabled: configured services have no endpoints");
-    }
-    let ws_hub = WsHubHandle::start(&metrics.registry).context("websocket hub")?;
-    actix_web::rt::spawn(crate::ws::close_on_shutdown_signal(ws_hub.clone()));
+}
+
+/// The pipeline and its optional stages: limits, the budget ledger and the response cache,
+/// shared through Redis when configured.
+fn build_pipeline(
+    config: &Config,
+    registry: &UpstreamRegistryHandle,
+    usage: &UsageHandle,
+    store: &Store,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Pipeline> {
     // One Redis client serves the shared rate limits and the shared budget ledger.
     let redis = match &config.rate_limit.redis {
         Some(shared) => {
@@ -117,40 +151,53 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
         }
         None => None,
     };
-    let limits = rate_limits(&config, redis.clone());
+    let limits = rate_limits(config, redis.clone());
     let mut budgets = BudgetLedger::new(store.clone());
     if let Some(redis) = &redis {
         budgets = budgets.with_shared(Arc::clone(redis));
     }
-    let state = web::Data::new(AppState {
-        pipeline: Pipeline {
-            registry: registry.clone(),
-            router: ModelRouter::new(config.models.clone()),
-            metrics: Arc::clone(&metrics),
-            max_response_bytes: config.server.max_response_bytes,
-            usage: usage.clone(),
-            budgets,
-            default_max_tokens: config.usage.default_max_tokens,
-            limits,
-            cache: config.cache.as_ref().map(|cache| {
-                let local = actors::cache::ResponseCache::new(cache.ttl, cache.max_bytes);
-                match &redis {
-                    Some(redis) => local.with_shared(Arc::clone(redis)),
-                    None => local,
-                }
-            }),
-        },
-        metrics: Arc::clone(&metrics),
-        max_body_bytes: config.server.max_body_bytes,
-        discovery_enabled: config.discovery.is_some(),
-        store: store.clone(),
-        keys,
-        auth_enabled: config.auth.enabled,
-        jwt: JwtKeys::new(&config.auth),
-        ws: WsState::new(ws_hub.clone(), config.websocket.clone()),
-        graphql: GraphqlState::new(config.graphql.clone()),
-        login_requests_per_minute: config.rate_limit.login_requests_per_minute,
-    });
+    Ok(Pipeline {
+        registry: registry.clone(),
+        router: ModelRouter::new(config.models.clone()),
+        metrics: Arc::clone(metrics),
+        max_response_bytes: config.server.max_response_bytes,
+        usage: usage.clone(),
+        budgets,
+        default_max_tokens: config.usage.default_max_tokens,
+        limits,
+        cache: config.cache.as_ref().map(|cache| {
+            let local = actors::cache::ResponseCache::new(cache.ttl, cache.max_bytes);
+            match &redis {
+                Some(redis) => local.with_shared(Arc::clone(redis)),
+                None => local,
+            }
+        }),
+    })
+}
+
+/// The WebSocket and GraphQL front-ends' own state, registered beside `AppState`.
+#[derive(Clone)]
+struct FrontEnds {
+    ws: web::Data<WsState>,
+    graphql: web::Data<GraphqlState>,
+}
+
+/// A bound, not yet running, server: where it listens and how (`http`/`https`).
+struct Listening {
+    server: actix_web::dev::Server,
+    addr: SocketAddr,
+    scheme: &'static str,
+    consul_registration: Option<ConsulRegistration>,
+}
+
+/// Builds the `HttpServer` (state, middleware, routes), binds it (with TLS when configured),
+/// registers with Consul when asked, and only then runs it.
+async fn serve(
+    config: &Config,
+    state: web::Data<AppState>,
+    front_ends: FrontEnds,
+    metrics: &Metrics,
+) -> anyhow::Result<Listening> {
     let http_metrics = PrometheusMetricsBuilder::new("gateway")
         .registry(metrics.registry.clone())
         .exclude("/metrics")
@@ -164,6 +211,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(front_ends.ws.clone())
+            .app_data(front_ends.graphql.clone())
             .app_data(web::Data::new(UpstreamClients::new(grpc_enabled)))
             .app_data(web::QueryConfig::default().error_handler(|error, _| {
                 GatewayError::InvalidJson(format!("invalid query string: {error}")).into()
@@ -203,15 +252,11 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
         .first()
         .context("the listener has no address")?;
     tracing::info!(%addr, scheme, "gateway listening");
-    let consul_registration = register_with_consul(&config, addr).await?;
-    Ok(RunningGateway {
+    let consul_registration = register_with_consul(config, addr).await?;
+    Ok(Listening {
+        server: server.run(),
         addr,
         scheme,
-        server: server.run(),
-        registry,
-        store,
-        usage,
-        ws_hub,
         consul_registration,
     })
 }

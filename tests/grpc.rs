@@ -74,6 +74,9 @@ impl PythonModels {
                 std::time::Instant::now() < deadline,
                 "python-models did not become healthy on {address} within {STARTUP:?}"
             );
+            // A poll with a deadline, from plain blocking code (`health_ok` is a blocking
+            // probe) that runs before any gateway or test runtime work it could stall.
+            #[allow(clippy::disallowed_methods)]
             std::thread::sleep(Duration::from_millis(100));
         }
     }

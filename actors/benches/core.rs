@@ -6,9 +6,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use actors::balance::{pick, Candidate};
-use actors::limits::{
-    Admission, Gcra, LocalLimiter, RateLimiter, RedisFailureMode, SharedLimiter, SharedSettings,
-};
+use actors::limits::{Admission, Gcra, LocalLimiter, RateLimiter};
+use actors::shared::{RedisFailureMode, SharedRedis, SharedSettings};
 use actors::BalanceStrategy;
 use criterion::{criterion_group, criterion_main, Criterion};
 use rand::rngs::SmallRng;
@@ -137,7 +136,7 @@ fn limit_decision_redis(c: &mut Criterion) {
         pool_size: 1,
         failure: RedisFailureMode::Deny,
     };
-    let Ok(limiter) = runtime.block_on(async { SharedLimiter::new(&settings) }) else {
+    let Ok(limiter) = runtime.block_on(async { SharedRedis::new(&settings) }) else {
         eprintln!("limit_decision_redis skipped: no pool");
         return;
     };

@@ -82,7 +82,7 @@ pub struct ResponseCache {
     ttl: Duration,
     max_bytes: u64,
     /// With Redis, answers are shared by every replica; this process's entries stay in front.
-    shared: Option<Arc<crate::limits::SharedLimiter>>,
+    shared: Option<Arc<crate::shared::SharedRedis>>,
 }
 
 impl ResponseCache {
@@ -104,7 +104,7 @@ impl ResponseCache {
 
     /// Shares answers through Redis (`<prefix>:cache:<hash>`, expiring after the TTL). A Redis
     /// failure only costs hits: the answer is then fetched from the upstream.
-    pub fn with_shared(mut self, shared: Arc<crate::limits::SharedLimiter>) -> Self {
+    pub fn with_shared(mut self, shared: Arc<crate::shared::SharedRedis>) -> Self {
         self.shared = Some(shared);
         self
     }

@@ -218,7 +218,7 @@ pub struct BudgetLedger {
     accounts: Arc<Mutex<HashMap<i64, Arc<BudgetAccount>>>>,
     /// With Redis, the ledger every replica shares; the in-process accounts then only decide
     /// while Redis fails.
-    shared: Option<Arc<crate::limits::SharedLimiter>>,
+    shared: Option<Arc<crate::shared::SharedRedis>>,
 }
 
 /// Tokens held for one request until it settles. Dropping it unsettled releases them.
@@ -228,7 +228,7 @@ pub struct Reservation {
     amount: i64,
     settled: bool,
     /// Set when the shared ledger holds the reservation: (ledger, key id).
-    shared: Option<(Arc<crate::limits::SharedLimiter>, i64)>,
+    shared: Option<(Arc<crate::shared::SharedRedis>, i64)>,
 }
 
 impl Reservation {
@@ -279,7 +279,7 @@ impl BudgetLedger {
 
     /// Budgets shared by every replica through Redis (one atomic script per reservation). When
     /// Redis fails, this process's ledger decides, as for the other limits' `local` fallback.
-    pub fn with_shared(mut self, shared: Arc<crate::limits::SharedLimiter>) -> Self {
+    pub fn with_shared(mut self, shared: Arc<crate::shared::SharedRedis>) -> Self {
         self.shared = Some(shared);
         self
     }
@@ -342,13 +342,13 @@ impl BudgetLedger {
     /// The shared ledger's decision; `Err` when Redis could not decide.
     async fn reserve_shared(
         &self,
-        ledger: &Arc<crate::limits::SharedLimiter>,
+        ledger: &Arc<crate::shared::SharedRedis>,
         account: &Arc<BudgetAccount>,
         key_id: i64,
         budget: i64,
         amount: i64,
     ) -> Result<Result<Reservation, BudgetError>, String> {
-        use crate::limits::shared::BudgetAnswer;
+        use crate::shared::BudgetAnswer;
         let mut answer = ledger.reserve_budget(key_id, budget, amount, None).await?;
         if answer == BudgetAnswer::Missing {
             // First use anywhere (or after the ledger idled out): seed it from the database.

@@ -1,8 +1,10 @@
-//! The gateway's core: upstream pools, load balancing, health, discovery and model routing.
+//! The gateway's core: upstream pools, load balancing, health, discovery, model routing, rate
+//! limits, budgets, usage and the store.
 //!
-//! Nothing in this crate knows HTTP status codes, JSON wire shapes or actix-web. Request
-//! handlers in the `gateway` crate read the snapshots published here and report outcomes back
-//! through [`pool::UpstreamPoolHandle`].
+//! Nothing in this crate knows HTTP status codes, headers or actix-web; it reads only the few
+//! OpenAI request fields its own work needs ([`tokens`] for estimates, [`cache`] for keys).
+//! Request handlers in the `gateway` crate read the snapshots published here and report
+//! outcomes back through [`pool::UpstreamPoolHandle`].
 
 pub mod balance;
 pub mod cache;
@@ -17,6 +19,7 @@ pub mod registry;
 pub mod retry;
 pub mod routing;
 pub mod settings;
+pub mod shared;
 pub mod store;
 pub mod tokens;
 pub mod usage;

@@ -1,6 +1,9 @@
 //! Configuration layering, environment names, and errors that name their path.
 
 use std::path::Path;
+use std::time::Duration;
+
+use actors::BalanceStrategy;
 
 use super::env::environment_layer;
 use super::*;

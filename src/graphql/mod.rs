@@ -10,6 +10,7 @@
 //! resolver hands the request to an executor that runs beside the GraphQL execution inside the
 //! same handler, over a bounded channel.
 
+mod mutation;
 mod schema;
 
 use std::pin::pin;
@@ -30,10 +31,11 @@ use crate::auth::presented_credential;
 use crate::config::GraphqlConfig;
 use crate::error::GatewayError;
 use crate::pipeline::{ApiKind, ParsedRequest, PipelineBody, RequestContext};
-use crate::principal::Principal;
-use crate::server::AppState;
+use crate::principal::{Accepts, Principal};
+use crate::state::AppState;
 use crate::upstream::UpstreamClients;
-pub use schema::{Mutation, Query};
+pub use mutation::Mutation;
+pub use schema::Query;
 
 pub type Schema = RootNode<Query, Mutation, EmptySubscription<GraphqlContext>>;
 
@@ -185,47 +187,32 @@ pub async fn execute(
     request: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
+    graphql: web::Data<GraphqlState>,
     clients: web::Data<UpstreamClients>,
 ) -> HttpResponse {
-    if !state.graphql.config.enabled {
+    if !graphql.config.enabled {
         return gateway_request_error(&GatewayError::RouteNotFound {
             method: "POST".into(),
             path: "/graphql".into(),
         });
     }
-    let body = match payload.to_bytes_limited(state.max_body_bytes).await {
-        Ok(Ok(body)) => body,
-        Ok(Err(error)) => {
-            return gateway_request_error(&GatewayError::InvalidJson(error.to_string()))
-        }
-        Err(_) => {
-            return gateway_request_error(&GatewayError::PayloadTooLarge {
-                limit: state.max_body_bytes,
-            })
-        }
-    };
-    let graphql_request: GraphQLRequest = match content_type_is_graphql(&request) {
-        true => GraphQLRequest::new(String::from_utf8_lossy(&body).into_owned(), None, None),
-        false => match serde_json::from_slice(&body) {
-            Ok(parsed) => parsed,
-            Err(error) => {
-                return gateway_request_error(&GatewayError::InvalidJson(format!(
-                    "expected {{\"query\", \"variables\", \"operationName\"}}: {error}"
-                )))
-            }
-        },
-    };
-    let principal = match Principal::resolve(presented_credential(&request), &state).await {
-        Ok(principal) => principal,
+    let graphql_request = match read_request(&request, payload, state.max_body_bytes).await {
+        Ok(graphql_request) => graphql_request,
         Err(error) => return gateway_request_error(&error),
     };
+    let principal =
+        match Principal::resolve(presented_credential(&request), Accepts::KeyOrToken, &state).await
+        {
+            Ok(principal) => principal,
+            Err(error) => return gateway_request_error(&error),
+        };
     let (chat, mut jobs) = mpsc::channel::<ChatJob>(CHAT_CONCURRENCY);
     let context = GraphqlContext {
         state: state.clone(),
         principal,
         chat,
     };
-    let schema = Arc::clone(&state.graphql.schema);
+    let schema = Arc::clone(&graphql.schema);
     let variables = graphql_request.variables();
     let execution = async {
         let result = juniper::execute(
@@ -263,6 +250,32 @@ pub async fn execute(
     }
 }
 
+/// The GraphQL request in the body: JSON `{"query", "variables", "operationName"}`, or the
+/// document itself under `application/graphql`.
+async fn read_request(
+    request: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<GraphQLRequest, GatewayError> {
+    let body = match payload.to_bytes_limited(limit).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(error)) => return Err(GatewayError::InvalidJson(error.to_string())),
+        Err(_) => return Err(GatewayError::PayloadTooLarge { limit }),
+    };
+    if content_type_is_graphql(request) {
+        return Ok(GraphQLRequest::new(
+            String::from_utf8_lossy(&body).into_owned(),
+            None,
+            None,
+        ));
+    }
+    serde_json::from_slice(&body).map_err(|error| {
+        GatewayError::InvalidJson(format!(
+            "expected {{\"query\", \"variables\", \"operationName\"}}: {error}"
+        ))
+    })
+}
+
 fn content_type_is_graphql(request: &HttpRequest) -> bool {
     request
         .headers()
@@ -272,8 +285,8 @@ fn content_type_is_graphql(request: &HttpRequest) -> bool {
 }
 
 /// `GET /graphql`: GraphiQL, when enabled.
-pub async fn playground(state: web::Data<AppState>) -> HttpResponse {
-    if !(state.graphql.config.enabled && state.graphql.config.playground) {
+pub async fn playground(graphql: web::Data<GraphqlState>) -> HttpResponse {
+    if !(graphql.config.enabled && graphql.config.playground) {
         return gateway_request_error(&GatewayError::RouteNotFound {
             method: "GET".into(),
             path: "/graphql".into(),

@@ -7,9 +7,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::admin::{self, CreateKeyRequest, UpdateKeyRequest};
-use crate::auth::AdminUser;
 use crate::error::GatewayError;
-use crate::server::AppState;
+use crate::principal::Admin;
+use crate::state::AppState;
 
 fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, GatewayError> {
     serde_json::from_slice(body).map_err(|e| GatewayError::InvalidJson(e.to_string()))
@@ -74,7 +74,7 @@ pub async fn login(
 }
 
 pub async fn create_key(
-    _: AdminUser,
+    _: Admin,
     body: Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, GatewayError> {
@@ -83,10 +83,7 @@ pub async fn create_key(
     Ok(HttpResponse::Created().json(created))
 }
 
-pub async fn list_keys(
-    _: AdminUser,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, GatewayError> {
+pub async fn list_keys(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, GatewayError> {
     let keys = admin::list_keys(&state.store).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({"object": "list", "data": keys})))
 }
@@ -99,7 +96,7 @@ fn key_id(path: &str) -> Result<i64, GatewayError> {
 }
 
 pub async fn update_key(
-    _: AdminUser,
+    _: Admin,
     path: web::Path<String>,
     body: Bytes,
     state: web::Data<AppState>,
@@ -113,7 +110,7 @@ pub async fn update_key(
 }
 
 pub async fn revoke_key(
-    _: AdminUser,
+    _: Admin,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, GatewayError> {
@@ -134,7 +131,7 @@ pub struct UsageQuery {
 }
 
 pub async fn usage(
-    _: AdminUser,
+    _: Admin,
     query: web::Query<UsageQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, GatewayError> {
@@ -163,10 +160,7 @@ struct EndpointView {
     consecutive_failures: u32,
 }
 
-pub async fn upstreams(
-    _: AdminUser,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, GatewayError> {
+pub async fn upstreams(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, GatewayError> {
     let mut services = Vec::new();
     for (name, pool) in state.pipeline.registry.pools() {
         let Ok(pool_state) = pool.state().await else {

@@ -1,18 +1,18 @@
 //! The OpenAI-compatible endpoints.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix_web::http::header;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
-use actors::Protocol;
 use bytes::Bytes;
 use serde::Serialize;
 
+use crate::auth::presented_credential;
 use crate::error::GatewayError;
 use crate::pipeline::{ApiKind, ParsedRequest, PipelineBody, PipelineResponse, RequestContext};
+use crate::principal::{Accepts, Principal};
 use crate::request_id::RequestId;
-use crate::server::AppState;
-use crate::upstream::grpc::list_model_ids;
+use crate::state::AppState;
 use crate::upstream::UpstreamClients;
 
 pub async fn chat_completions(
@@ -50,7 +50,9 @@ async fn serve(
     clients: &UpstreamClients,
 ) -> Result<HttpResponse, GatewayError> {
     let started = Instant::now();
-    let key = crate::auth::authenticate(&request, &state.keys, state.auth_enabled).await?;
+    let key = Principal::resolve(presented_credential(&request), Accepts::ApiKey, state)
+        .await?
+        .into_key();
     let body = read_json_body(&request, payload, state.max_body_bytes).await?;
     let parsed = ParsedRequest::parse(kind, body)?;
     let request_id = request
@@ -133,9 +135,6 @@ struct ModelEntry {
     owned_by: String,
 }
 
-/// How long `/v1/models` waits for each service's own list.
-const MODEL_LIST_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// Configured aliases plus `<service>/<model>` for what each reachable service reports.
 pub async fn list_models(
     request: HttpRequest,
@@ -143,77 +142,19 @@ pub async fn list_models(
     clients: web::Data<UpstreamClients>,
 ) -> Result<HttpResponse, GatewayError> {
     // Like OpenAI, the model list needs a key.
-    crate::auth::authenticate(&request, &state.keys, state.auth_enabled).await?;
-    let mut data: Vec<ModelEntry> = state
+    Principal::resolve(presented_credential(&request), Accepts::ApiKey, &state).await?;
+    let data = state
         .pipeline
-        .router
-        .aliases()
-        .map(|alias| ModelEntry {
-            id: alias.name.clone(),
+        .list_models(&clients)
+        .await
+        .into_iter()
+        .map(|model| ModelEntry {
+            id: model.id,
             object: "model",
             created: 0,
-            owned_by: alias.service.clone(),
+            owned_by: model.owned_by,
         })
         .collect();
-    let lookups = state
-        .pipeline
-        .registry
-        .pools()
-        .into_iter()
-        .filter_map(|(service, pool)| {
-            let snapshot = pool.snapshot();
-            let endpoint = pool.pick(&snapshot, &[])?;
-            // gRPC endpoints answer ListModels (no channel when protocol conversion is off).
-            let grpc = (endpoint.spec.protocol == Protocol::Grpc).then(|| {
-                let channels = clients.grpc()?;
-                channels
-                    .get(&endpoint, snapshot.settings.connect_timeout)
-                    .ok()
-            });
-            let client = clients.get(snapshot.settings.connect_timeout);
-            let mut request = client
-                .get(format!("{}/v1/models", endpoint.base_url))
-                .timeout(MODEL_LIST_TIMEOUT);
-            if let Some(key) = &snapshot.settings.api_key {
-                request = request.bearer_auth(key);
-            }
-            Some(async move {
-                if let Some(channel) = grpc {
-                    let ids = match channel {
-                        Some(channel) => list_model_ids(channel, MODEL_LIST_TIMEOUT).await,
-                        None => Vec::new(),
-                    };
-                    return (service, ids);
-                }
-                let ids = match request.send().await {
-                    Ok(mut response) if response.status().is_success() => response
-                        .json::<serde_json::Value>()
-                        .limit(4 * 1024 * 1024)
-                        .await
-                        .ok()
-                        .and_then(|list| {
-                            list.get("data")?.as_array().map(|models| {
-                                models
-                                    .iter()
-                                    .filter_map(|m| m.get("id")?.as_str().map(String::from))
-                                    .collect::<Vec<_>>()
-                            })
-                        })
-                        .unwrap_or_default(),
-                    _ => Vec::new(),
-                };
-                (service, ids)
-            })
-        });
-    for (service, ids) in futures_util::future::join_all(lookups).await {
-        data.extend(ids.into_iter().map(|id| ModelEntry {
-            id: format!("{service}/{id}"),
-            object: "model",
-            created: 0,
-            owned_by: service.clone(),
-        }));
-    }
-    data.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(HttpResponse::Ok().json(ModelList {
         object: "list",
         data,

@@ -46,52 +46,44 @@ pub struct UsageTicket {
     prompt_body: bytes::Bytes,
 }
 
+/// What a [`UsageTicket`] is made of: everything admission took and knows about the request.
+pub struct TicketSpec<'a> {
+    pub slot: UsageSlot,
+    /// The key's token-budget reservation, settled to real use.
+    pub reservation: Option<Reservation>,
+    /// The token-per-minute reservation made at admission; it settles with the budget.
+    pub rate_tokens: Option<TokenReservation>,
+    /// The key's concurrency permit, held until the request is billed.
+    pub in_flight: Option<ConcurrencyPermit>,
+    /// Answered from the response cache.
+    pub cached: bool,
+    pub request_id: &'a str,
+    pub key_id: Option<i64>,
+    pub model: &'a str,
+    pub service: &'a str,
+    pub kind: ApiKind,
+    pub metrics: Arc<Metrics>,
+    /// The request body as forwarded (empty for a cache hit).
+    pub prompt_body: bytes::Bytes,
+}
+
 impl UsageTicket {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        slot: UsageSlot,
-        reservation: Option<Reservation>,
-        request_id: &str,
-        key_id: Option<i64>,
-        model: &str,
-        service: &str,
-        kind: ApiKind,
-        metrics: Arc<Metrics>,
-        prompt_body: bytes::Bytes,
-    ) -> Self {
+    pub fn new(spec: TicketSpec<'_>) -> Self {
         UsageTicket {
-            slot: Some(slot),
-            reservation,
-            rate_tokens: None,
-            in_flight: None,
-            cached: false,
-            request_id: request_id.to_string(),
-            key_id,
-            model: model.to_string(),
-            service: service.to_string(),
-            kind,
+            slot: Some(spec.slot),
+            reservation: spec.reservation,
+            rate_tokens: spec.rate_tokens,
+            in_flight: spec.in_flight,
+            cached: spec.cached,
+            request_id: spec.request_id.to_string(),
+            key_id: spec.key_id,
+            model: spec.model.to_string(),
+            service: spec.service.to_string(),
+            kind: spec.kind,
             started: Instant::now(),
-            metrics,
-            prompt_body,
+            metrics: spec.metrics,
+            prompt_body: spec.prompt_body,
         }
-    }
-
-    /// Adds the token-per-minute reservation made at admission; it settles with the budget.
-    pub fn holding_rate_tokens(mut self, reservation: Option<TokenReservation>) -> Self {
-        self.rate_tokens = reservation;
-        self
-    }
-
-    /// Holds the key's concurrency permit until the request is billed.
-    pub fn holding_in_flight(mut self, permit: Option<ConcurrencyPermit>) -> Self {
-        self.in_flight = permit;
-        self
-    }
-
-    /// Marks the request as answered from the cache.
-    pub fn from_cache(mut self) -> Self {
-        self.cached = true;
-        self
     }
 
     /// Records the request; `tokens` is what gets billed.

@@ -1,12 +1,18 @@
-//! The response cache at the edge: which requests may be answered from it, and how a cached
-//! answer is replayed to a client that asked for a stream.
+//! The response cache at the edge: which requests may be answered from it, how a cached
+//! answer is replayed to a client that asked for a stream, and the cache hit as an answer.
 
-use actix_web::http::header::{HeaderName, HeaderValue};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use actix_web::http::StatusCode;
 use actors::cache::CachedAnswer;
 use bytes::{Bytes, BytesMut};
 use serde_json::{json, Value};
 
-use super::{ApiKind, ParsedRequest};
+use super::accounting::{TicketSpec, Tokens, UsageTicket};
+use super::{ApiKind, ParsedRequest, Pipeline, PipelineBody, PipelineResponse, RequestContext};
+use crate::error::GatewayError;
 
 /// The request header that opts a non-zero-temperature request into the cache.
 pub const OPT_IN_HEADER: &str = "x-gateway-cache";
@@ -106,6 +112,74 @@ pub fn replay_as_sse(kind: ApiKind, answer: &CachedAnswer, include_usage: bool) 
     }
     out.extend_from_slice(b"data: [DONE]\n\n");
     out.freeze()
+}
+
+/// A cache hit, answered in place of admission's forwarding.
+impl Pipeline {
+    /// Answers from the cache: counts against the key's request limit (not its tokens or
+    /// budget), and is recorded in usage as cached.
+    pub(super) async fn answer_from_cache(
+        &self,
+        request: &ParsedRequest,
+        context: &RequestContext<'_>,
+        service: &str,
+        answer: &CachedAnswer,
+    ) -> Result<PipelineResponse, GatewayError> {
+        let mut headers = match (&self.limits, context.key.as_deref()) {
+            (Some(limits), Some(key)) => limits.admit(key, None).await?.headers,
+            _ => Vec::new(),
+        };
+        if let Some(pool) = self.registry.pool(service) {
+            self.admit_service(&pool, service).await?;
+        }
+        let slot = self
+            .usage
+            .reserve()
+            .map_err(|backlog| GatewayError::UsageBacklog(backlog.to_string()))?;
+        let ticket = UsageTicket::new(TicketSpec {
+            slot,
+            reservation: None,
+            rate_tokens: None,
+            in_flight: None,
+            cached: true,
+            request_id: context.request_id,
+            key_id: context.key.as_ref().map(|k| k.id),
+            model: &request.model,
+            service,
+            kind: request.kind,
+            metrics: Arc::clone(&self.metrics),
+            prompt_body: Bytes::new(),
+        });
+        ticket.finish(
+            200,
+            "cache",
+            Tokens {
+                prompt: answer.prompt_tokens,
+                completion: answer.completion_tokens,
+                estimated: false,
+            },
+        );
+        headers.push(x_cache(true));
+        let body = if request.stream {
+            let include_usage = !request.usage_injected()
+                && serde_json::from_slice::<Value>(&request.body)
+                    .ok()
+                    .and_then(|b| b.pointer("/stream_options/include_usage")?.as_bool())
+                    .unwrap_or(false);
+            headers.push((CONTENT_TYPE, HeaderValue::from_static("text/event-stream")));
+            replay_as_sse(request.kind, answer, include_usage)
+        } else {
+            headers.push((CONTENT_TYPE, HeaderValue::from_static("application/json")));
+            answer.body.clone()
+        };
+        Ok(PipelineResponse {
+            status: StatusCode::OK,
+            headers,
+            body: PipelineBody::Full(body),
+            upstream_time: Duration::ZERO,
+            endpoint: "cache".to_string(),
+        })
+    }
 }
 
 #[cfg(test)]

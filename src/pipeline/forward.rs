@@ -99,25 +99,15 @@ pub(super) async fn forward(request: Forward<'_>) -> Result<PipelineResponse, Ga
                 return Ok(response);
             }
             Err(error) => {
-                request.metrics.observe_upstream(
+                let retryable = note_failure(
+                    &request,
+                    pool,
                     &snapshot.service,
-                    &endpoint.address,
-                    error.code(),
+                    &endpoint,
+                    attempt,
+                    &error,
                     elapsed,
                 );
-                // A request the upstream rejected says nothing about the endpoint's health.
-                if error.is_retryable() {
-                    pool.report_failure(&endpoint);
-                }
-                tracing::warn!(
-                    request_id = request.request_id,
-                    service = %snapshot.service,
-                    endpoint = %endpoint,
-                    attempt = attempt + 1,
-                    %error,
-                    "upstream attempt failed"
-                );
-                let retryable = error.is_retryable();
                 tried.push(endpoint);
                 last_error = Some(error);
                 if !retryable {
@@ -131,6 +121,36 @@ pub(super) async fn forward(request: Forward<'_>) -> Result<PipelineResponse, Ga
             service: pool.snapshot().service.to_string(),
         }),
     )
+}
+
+/// Records a failed attempt (metrics, the endpoint's health, a log line); whether another
+/// endpoint may be tried.
+fn note_failure(
+    request: &Forward<'_>,
+    pool: &UpstreamPoolHandle,
+    service: &str,
+    endpoint: &Arc<Endpoint>,
+    attempt: u32,
+    error: &GatewayError,
+    elapsed: std::time::Duration,
+) -> bool {
+    request
+        .metrics
+        .observe_upstream(service, &endpoint.address, error.code(), elapsed);
+    // A request the upstream rejected says nothing about the endpoint's health.
+    let retryable = error.is_retryable();
+    if retryable {
+        pool.report_failure(endpoint);
+    }
+    tracing::warn!(
+        request_id = request.request_id,
+        service = %service,
+        endpoint = %endpoint,
+        attempt = attempt + 1,
+        %error,
+        "upstream attempt failed"
+    );
+    retryable
 }
 
 fn respond(
@@ -200,20 +220,7 @@ async fn attempt_once(
         return Box::pin(attempt_grpc(endpoint, settings, service, request)).await;
     }
     let protocol_error = |detail: String| GatewayError::upstream_protocol(service, detail);
-    let mut upstream = http::Request::post(format!("{}{}", endpoint.base_url, request.kind.path()))
-        .header(http::header::CONTENT_TYPE, "application/json");
-    if let Ok(id) = http::HeaderValue::from_str(request.request_id) {
-        upstream = upstream.header("x-request-id", id);
-    }
-    if request.stream {
-        upstream = upstream.header(http::header::ACCEPT, "text/event-stream");
-    }
-    if let Some(key) = &settings.api_key {
-        upstream = upstream.header(http::header::AUTHORIZATION, format!("Bearer {key}"));
-    }
-    let upstream = upstream
-        .body(Full::new(request.body.clone()))
-        .map_err(|error| protocol_error(error.to_string()))?;
+    let upstream = upstream_request(endpoint, settings, request).map_err(protocol_error)?;
     // The first-byte timeout covers connecting, sending and the response head, as one.
     let response = tokio::time::timeout(settings.first_byte_timeout, client.request(upstream))
         .await
@@ -273,6 +280,28 @@ async fn attempt_once(
         headers,
         body,
     })
+}
+
+/// The HTTP request to `endpoint`: our request id, `Accept` for streams, the service's key.
+fn upstream_request(
+    endpoint: &Endpoint,
+    settings: &ServiceSettings,
+    request: &Forward<'_>,
+) -> Result<http::Request<Full<Bytes>>, String> {
+    let mut upstream = http::Request::post(format!("{}{}", endpoint.base_url, request.kind.path()))
+        .header(http::header::CONTENT_TYPE, "application/json");
+    if let Ok(id) = http::HeaderValue::from_str(request.request_id) {
+        upstream = upstream.header("x-request-id", id);
+    }
+    if request.stream {
+        upstream = upstream.header(http::header::ACCEPT, "text/event-stream");
+    }
+    if let Some(key) = &settings.api_key {
+        upstream = upstream.header(http::header::AUTHORIZATION, format!("Bearer {key}"));
+    }
+    upstream
+        .body(Full::new(request.body.clone()))
+        .map_err(|error| error.to_string())
 }
 
 async fn attempt_grpc(

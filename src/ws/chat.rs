@@ -13,11 +13,10 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use super::protocol::{self, ChunkKind, MessageId, SseEvents};
-use super::session::Outbound;
+use super::protocol::{self, ChunkKind, MessageId, Outbound, SseEvents};
 use crate::error::GatewayError;
-use crate::pipeline::{ApiKind, ParsedRequest, PipelineBody, RequestContext};
-use crate::server::AppState;
+use crate::pipeline::{ApiKind, ParsedRequest, PipelineBody, RequestContext, SseRelay};
+use crate::state::AppState;
 use crate::upstream::UpstreamClients;
 
 pub struct ChatRequest {
@@ -35,14 +34,10 @@ pub async fn run(
     out: mpsc::Sender<Outbound>,
 ) {
     let id = request.id;
-    let send = |text: String| {
-        let out = out.clone();
-        async move { out.send(Outbound::Text(text)).await.is_ok() }
-    };
     let parsed = match ParsedRequest::parse(ApiKind::ChatCompletions, request.body) {
         Ok(parsed) => parsed,
         Err(error) => {
-            send(protocol::error(Some(&id), &error)).await;
+            send(&out, protocol::error(Some(&id), &error)).await;
             return;
         }
     };
@@ -56,22 +51,35 @@ pub async fn run(
     let response = match state.pipeline.execute(&clients, parsed, context).await {
         Ok(response) => response,
         Err(error) => {
-            send(protocol::error(Some(&id), &error)).await;
+            send(&out, protocol::error(Some(&id), &error)).await;
             return;
         }
     };
     let status = response.status.as_u16();
-    let mut relay = match response.body {
-        PipelineBody::Sse(relay) => relay,
+    match response.body {
+        PipelineBody::Sse(relay) => relay_stream(&id, relay, &response.endpoint, &out).await,
         PipelineBody::Full(body) => {
             for message in full_answer(&id, status, &body, &response.endpoint) {
-                if !send(message).await {
+                if !send(&out, message).await {
                     return;
                 }
             }
-            return;
         }
-    };
+    }
+}
+
+/// Queues one message, waiting for room; `false` when the socket is gone.
+async fn send(out: &mpsc::Sender<Outbound>, text: String) -> bool {
+    out.send(Outbound::Text(text)).await.is_ok()
+}
+
+/// Turns the SSE answer into `chat.delta` messages, then `chat.done` unless the stream failed.
+async fn relay_stream(
+    id: &MessageId,
+    mut relay: SseRelay,
+    endpoint: &str,
+    out: &mpsc::Sender<Outbound>,
+) {
     let mut events = SseEvents::default();
     let mut batch = Vec::new();
     let mut usage: Option<String> = None;
@@ -80,25 +88,15 @@ pub async fn run(
         match chunk {
             Ok(chunk) => events.push(&chunk, &mut batch),
             Err(error) => {
-                let error = GatewayError::upstream_protocol(&response.endpoint, error.to_string());
-                send(protocol::error(Some(&id), &error)).await;
+                let error = GatewayError::upstream_protocol(endpoint, error.to_string());
+                send(out, protocol::error(Some(id), &error)).await;
                 return;
             }
         }
         for event in batch.drain(..) {
             if event.event.as_deref() == Some("error") {
-                // The relay's own fault event (truncation, idle upstream): already OpenAI-shaped.
-                let error = serde_json::from_str::<serde_json::Value>(&event.data)
-                    .ok()
-                    .and_then(|v| v.get("error").cloned())
-                    .unwrap_or_default();
-                let status = if error["code"] == "upstream_timeout" {
-                    504
-                } else {
-                    502
-                };
                 failed = true;
-                if !send(protocol::error_with(Some(&id), status, &error.to_string())).await {
+                if !send(out, relay_fault(id, &event.data)).await {
                     return;
                 }
                 continue;
@@ -107,7 +105,7 @@ pub async fn run(
                 ChunkKind::Done | ChunkKind::Invalid => {}
                 ChunkKind::Usage(found) => usage = Some(found.to_string()),
                 ChunkKind::Delta => {
-                    if !send(protocol::delta(&id, &event.data)).await {
+                    if !send(out, protocol::delta(id, &event.data)).await {
                         return;
                     }
                 }
@@ -117,8 +115,23 @@ pub async fn run(
     // The relay reached its end: dropping it now bills the request as complete.
     drop(relay);
     if !failed {
-        send(protocol::done(&id, usage.as_deref())).await;
+        send(out, protocol::done(id, usage.as_deref())).await;
     }
+}
+
+/// The relay's own fault event (truncation, idle upstream), already OpenAI-shaped, as an
+/// error message.
+fn relay_fault(id: &MessageId, data: &str) -> String {
+    let error = serde_json::from_str::<serde_json::Value>(data)
+        .ok()
+        .and_then(|v| v.get("error").cloned())
+        .unwrap_or_default();
+    let status = if error["code"] == "upstream_timeout" {
+        504
+    } else {
+        502
+    };
+    protocol::error_with(Some(id), status, &error.to_string())
 }
 
 /// A buffered answer: an upstream's own error (4xx/5xx) or, rarely, a whole completion.

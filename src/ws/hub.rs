@@ -14,7 +14,13 @@ use actors::store::now_millis;
 use prometheus::IntGauge;
 use serde::Serialize;
 
-use super::session::CloseSession;
+/// Asks a session to close (graceful shutdown, admin action).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseSession {
+    pub code: CloseCode,
+    pub reason: &'static str,
+}
 
 const MAILBOX: usize = 4096;
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);

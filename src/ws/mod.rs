@@ -20,11 +20,11 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use tokio::sync::mpsc;
 
-use crate::auth::{presented_credential, AdminUser};
+use crate::auth::presented_credential;
 use crate::config::WebSocketConfig;
 use crate::error::GatewayError;
-use crate::principal::Principal;
-use crate::server::AppState;
+use crate::principal::{Accepts, Admin, Principal};
+use crate::state::AppState;
 use crate::upstream::UpstreamClients;
 pub use hub::{SessionInfo, WsHubHandle};
 use session::WsSession;
@@ -74,6 +74,7 @@ pub async fn connect(
     request: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
+    ws: web::Data<WsState>,
     clients: web::Data<UpstreamClients>,
 ) -> Result<HttpResponse, GatewayError> {
     let offered = offered_protocols(&request);
@@ -82,8 +83,7 @@ pub async fn connect(
         .find(|p| p.starts_with(AUTH_PROTOCOL_PREFIX))
         .cloned();
     let principal = if let Some(ticket) = ticket_of(&request) {
-        state
-            .ws
+        ws
             .tickets
             .redeem(&ticket, Instant::now())
             .ok_or_else(|| GatewayError::Unauthorized {
@@ -96,7 +96,7 @@ pub async fn connect(
                 .as_deref()
                 .and_then(|p| p.strip_prefix(AUTH_PROTOCOL_PREFIX))
         });
-        Principal::resolve(credential, &state).await?
+        Principal::resolve(credential, Accepts::KeyOrToken, &state).await?
     };
     principal.require_caller()?;
     // Answer with our protocol name when offered; otherwise echo the credential protocol,
@@ -111,13 +111,13 @@ pub async fn connect(
         param: "upgrade",
         message: format!("not a WebSocket handshake: {error}"),
     })?;
-    let config = state.ws.config.clone();
+    let config = ws.config.clone();
     let stream = stream
         .max_frame_size(config.max_message_bytes)
         .aggregate_continuations()
         .max_continuation_size(config.max_message_bytes);
     let (out, out_rx) = mpsc::channel(config.outbound_queue);
-    let hub = state.ws.hub.clone();
+    let hub = ws.hub.clone();
     let id = hub.next_id();
     tracing::debug!(session = id, principal = %principal.label(), "websocket opened");
     WsSession::create(move |ctx| {
@@ -143,25 +143,21 @@ pub async fn connect(
 
 /// `POST /v1/ws/ticket`: a single-use ticket for `GET /v1/ws?ticket=…`.
 pub async fn issue_ticket(
-    request: HttpRequest,
-    state: web::Data<AppState>,
+    principal: Principal,
+    ws: web::Data<WsState>,
 ) -> Result<HttpResponse, GatewayError> {
-    let principal = Principal::resolve(presented_credential(&request), &state).await?;
     principal.require_caller()?;
-    let ticket = state.ws.tickets.issue(principal, Instant::now())?;
+    let ticket = ws.tickets.issue(principal, Instant::now())?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "ticket": ticket,
-        "expires_in": state.ws.tickets.ttl().as_secs(),
+        "expires_in": ws.tickets.ttl().as_secs(),
         "url": format!("/v1/ws?ticket={ticket}"),
     })))
 }
 
 /// `GET /admin/ws`: the live sessions.
-pub async fn sessions(
-    _: AdminUser,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, GatewayError> {
-    let sessions = state.ws.hub.sessions().await;
+pub async fn sessions(_: Admin, ws: web::Data<WsState>) -> Result<HttpResponse, GatewayError> {
+    let sessions = ws.hub.sessions().await;
     Ok(HttpResponse::Ok().json(serde_json::json!({"object": "list", "data": sessions})))
 }
 

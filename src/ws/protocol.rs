@@ -19,6 +19,13 @@ use serde_json::{Map, Value};
 
 use crate::error::GatewayError;
 
+/// What the writer sends on the socket.
+pub enum Outbound {
+    Text(String),
+    Ping,
+    Pong(Bytes),
+}
+
 /// A request id as the client chose it (a string or a number), kept as JSON text so it is
 /// echoed back exactly.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

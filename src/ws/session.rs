@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{
-    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, SpawnHandle,
+    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, SpawnHandle,
     StreamHandler, WrapFuture,
 };
 use actix_web::web;
@@ -21,31 +21,16 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::chat::{self, ChatRequest};
-use super::hub::WsHubHandle;
-use super::protocol::{self, ClientMessage, MessageId};
+use super::hub::{CloseSession, WsHubHandle};
+use super::protocol::{self, ClientMessage, MessageId, Outbound};
 use crate::config::WebSocketConfig;
 use crate::error::GatewayError;
 use crate::principal::Principal;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::upstream::UpstreamClients;
-
-/// What the writer sends on the socket.
-pub enum Outbound {
-    Text(String),
-    Ping,
-    Pong(Bytes),
-}
 
 /// How long a close frame may wait for a client that does not read.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
-
-/// Asks a session to close (graceful shutdown, admin action).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct CloseSession {
-    pub code: CloseCode,
-    pub reason: &'static str,
-}
 
 pub struct WsSession {
     pub(super) id: u64,

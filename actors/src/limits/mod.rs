@@ -1,21 +1,23 @@
 //! Rate limits: requests per minute with bursts and tokens per minute, per API key, per client
 //! IP and per service. The math is [`gcra`]; decisions are made in-process ([`local`]) or in
-//! Redis by one atomic script per decision ([`shared`]), falling back as configured when Redis
-//! fails. Token charges are reserved at admission and corrected when the request is billed.
+//! Redis by one atomic script per decision ([`crate::shared`]), falling back as configured when
+//! Redis fails. Token charges are reserved at admission and corrected when the request is billed.
 
 pub mod concurrency;
 pub mod gcra;
 pub mod local;
-pub mod shared;
 mod upkeep;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The shared Redis under the name the edge has always used for it (`src/server.rs`); it
+/// carries limits, budgets and cached answers, see [`crate::shared`].
+pub use crate::shared::SharedRedis as SharedLimiter;
+pub use crate::shared::{RedisFailureMode, SharedSettings};
 pub use concurrency::{ConcurrencyLimiter, ConcurrencyPermit};
 pub use gcra::Gcra;
 pub use local::LocalLimiter;
-pub use shared::{RedisFailureMode, SharedLimiter, SharedSettings};
 pub use upkeep::LimiterUpkeep;
 
 /// One decision to make: a subject, its request bucket and its token bucket with this
@@ -127,7 +129,7 @@ impl RateLimiter {
             ),
             // Boxed: the Redis round trip's future is large, and inline it would be moved with
             // every in-process decision too.
-            Some(shared) => match Box::pin(shared.admit(&admission)).await {
+            Some(shared) => match Box::pin(shared.admit_limits(&admission)).await {
                 Ok(decision) => (decision, Backend::Shared),
                 Err(error) => match shared.failure_mode() {
                     RedisFailureMode::Local => (
@@ -184,7 +186,7 @@ impl TokenReservation {
             }
             Backend::Shared => {
                 if let Some(shared) = &self.limiter.shared {
-                    shared.settle(&self.subject, self.gcra, delta);
+                    shared.settle_tokens(&self.subject, self.gcra, delta);
                 }
             }
             Backend::None => {}

@@ -1,8 +1,16 @@
 //! `UpstreamPool`: the actor that owns one service's endpoints, their health and ejection
 //! state, and publishes an immutable snapshot that requests read without a message round trip.
+//! Requests hold an [`UpstreamPoolHandle`] (`handle.rs`); operators read [`PoolState`]
+//! (`state.rs`).
+
+mod handle;
+mod state;
+
+pub use handle::{PoolError, UpstreamPoolHandle};
+pub use state::{EndpointState, PoolState};
 
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,7 +18,6 @@ use actix::prelude::*;
 use arc_swap::ArcSwap;
 use futures_util::future::LocalBoxFuture;
 
-use crate::balance;
 use crate::endpoint::{Endpoint, EndpointSpec};
 use crate::health::{HealthStatus, HealthTracker, OutlierState};
 use crate::retry::RetryBudget;
@@ -19,8 +26,8 @@ use crate::settings::ServiceSettings;
 /// Messages waiting for a pool beyond this are refused rather than queued.
 const MAILBOX_CAPACITY: usize = 256;
 
-/// Sends one active health probe. The gateway implements it with its HTTP (and later gRPC)
-/// client; tests implement it with whatever they need.
+/// Sends one active health probe. The gateway implements it with an HTTP `GET` or a gRPC
+/// health check, by the endpoint's protocol; tests implement it with whatever they need.
 pub trait HealthProbe {
     /// Resolves to true when the endpoint answered `path` successfully within `timeout`.
     fn probe(
@@ -55,96 +62,6 @@ struct PoolShared {
     snapshot: ArcSwap<PoolSnapshot>,
     pick_counter: AtomicU64,
     retry_budget: RetryBudget,
-}
-
-/// The handle request handlers hold: reads are lock-free, writes go to the actor.
-#[derive(Clone)]
-pub struct UpstreamPoolHandle {
-    addr: Addr<UpstreamPool>,
-    shared: Arc<PoolShared>,
-}
-
-/// Why a pool could not be reached.
-#[derive(Debug, thiserror::Error)]
-pub enum PoolError {
-    #[error("the upstream pool is overloaded")]
-    Overloaded,
-    #[error("the upstream pool has stopped")]
-    Stopped,
-}
-
-impl From<SendError<SetEndpoints>> for PoolError {
-    fn from(error: SendError<SetEndpoints>) -> Self {
-        match error {
-            SendError::Full(_) => PoolError::Overloaded,
-            SendError::Closed(_) => PoolError::Stopped,
-        }
-    }
-}
-
-impl UpstreamPoolHandle {
-    pub fn snapshot(&self) -> Arc<PoolSnapshot> {
-        self.shared.snapshot.load_full()
-    }
-
-    /// Chooses an eligible endpoint that is not in `tried`.
-    pub fn pick(&self, snapshot: &PoolSnapshot, tried: &[Arc<Endpoint>]) -> Option<Arc<Endpoint>> {
-        let counter = self.shared.pick_counter.fetch_add(1, Ordering::Relaxed);
-        let skip = |i: usize| tried.iter().any(|t| Arc::ptr_eq(t, &snapshot.eligible[i]));
-        balance::pick(
-            snapshot.settings.strategy,
-            &snapshot.eligible,
-            skip,
-            counter,
-            &mut rand::rng(),
-        )
-        .map(|i| Arc::clone(&snapshot.eligible[i]))
-    }
-
-    /// Counts a request towards the retry budget.
-    pub fn note_request(&self) {
-        self.shared.retry_budget.deposit();
-    }
-
-    /// Takes one retry from the service's budget.
-    pub fn try_retry(&self) -> bool {
-        self.shared.retry_budget.try_withdraw()
-    }
-
-    pub fn report_success(&self, endpoint: &Endpoint, latency: Duration) {
-        endpoint
-            .stats
-            .record_success(latency.as_secs_f64() * 1_000_000.0);
-    }
-
-    /// Records a failed attempt; the streak that reaches the ejection threshold tells the actor.
-    pub fn report_failure(&self, endpoint: &Endpoint) {
-        let streak = endpoint.stats.record_failure();
-        let threshold = self.snapshot().settings.outlier.consecutive_failures;
-        if threshold > 0 && streak == threshold {
-            // A full mailbox only delays the ejection: the next failure crosses no threshold,
-            // but active health checks still catch a dead endpoint.
-            let _ = self.addr.try_send(EndpointFailing {
-                address: endpoint.address.clone(),
-            });
-        }
-    }
-
-    /// Replaces the endpoint set (from discovery).
-    pub fn set_endpoints(&self, update: SetEndpoints) -> Result<(), PoolError> {
-        self.addr.try_send(update).map_err(PoolError::from)
-    }
-
-    /// A detailed view for operators and tests.
-    pub async fn state(&self) -> Result<PoolState, PoolError> {
-        self.addr
-            .send(GetPoolState)
-            .await
-            .map_err(|error| match error {
-                MailboxError::Closed => PoolError::Stopped,
-                MailboxError::Timeout => PoolError::Overloaded,
-            })
-    }
 }
 
 struct Member {
@@ -205,17 +122,6 @@ impl UpstreamPool {
 
     fn is_eligible(member: &Member, now: Instant) -> bool {
         member.health.status() == HealthStatus::Healthy && !member.outlier.is_ejected(now)
-    }
-
-    fn state_word(member: &Member, now: Instant) -> &'static str {
-        if member.outlier.is_ejected(now) {
-            return "ejected";
-        }
-        match member.health.status() {
-            HealthStatus::Healthy => "eligible",
-            HealthStatus::Pending => "pending",
-            HealthStatus::Unhealthy => "unhealthy",
-        }
     }
 
     fn publish(&self) {
@@ -439,85 +345,5 @@ impl Handler<EndpointFailing> for UpstreamPool {
 
     fn handle(&mut self, message: EndpointFailing, ctx: &mut Self::Context) {
         self.eject(&message.address, ctx);
-    }
-}
-
-/// One endpoint as operators see it.
-#[derive(Debug, Clone)]
-pub struct EndpointState {
-    pub address: String,
-    pub weight: u32,
-    pub protocol: &'static str,
-    pub origin: &'static str,
-    pub health: &'static str,
-    /// One word for operators: `eligible`, `pending` (waiting for its first passing check),
-    /// `unhealthy`, `ejected`, or `draining` (removed by discovery, requests still running).
-    pub state: &'static str,
-    pub eligible: bool,
-    /// Time left in the current ejection.
-    pub ejected_for: Option<Duration>,
-    pub ejections: u32,
-    pub in_flight: u32,
-    pub latency_ewma_ms: f64,
-    pub consecutive_failures: u32,
-}
-
-/// A pool as operators see it.
-#[derive(Debug, Clone)]
-pub struct PoolState {
-    pub service: String,
-    pub strategy: &'static str,
-    pub endpoints: Vec<EndpointState>,
-}
-
-#[derive(Message)]
-#[rtype(result = "PoolState")]
-struct GetPoolState;
-
-impl Handler<GetPoolState> for UpstreamPool {
-    type Result = MessageResult<GetPoolState>;
-
-    fn handle(&mut self, _: GetPoolState, _: &mut Self::Context) -> Self::Result {
-        let now = Self::now();
-        let mut endpoints: Vec<EndpointState> = self
-            .members
-            .iter()
-            .map(|m| EndpointState {
-                address: m.endpoint.address.clone(),
-                weight: m.endpoint.spec.weight,
-                protocol: m.endpoint.spec.protocol.as_str(),
-                origin: m.endpoint.spec.origin.as_str(),
-                health: m.health.status().as_str(),
-                state: Self::state_word(m, now),
-                eligible: Self::is_eligible(m, now),
-                ejected_for: m
-                    .outlier
-                    .ejected_until()
-                    .and_then(|until| until.checked_duration_since(now)),
-                ejections: m.outlier.ejections(),
-                in_flight: m.endpoint.stats.in_flight(),
-                latency_ewma_ms: m.endpoint.stats.latency_ewma_micros() / 1000.0,
-                consecutive_failures: m.endpoint.stats.consecutive_failures(),
-            })
-            .collect();
-        endpoints.extend(self.draining.iter().map(|e| EndpointState {
-            address: e.address.clone(),
-            weight: e.spec.weight,
-            protocol: e.spec.protocol.as_str(),
-            origin: e.spec.origin.as_str(),
-            health: "draining",
-            state: "draining",
-            eligible: false,
-            ejected_for: None,
-            ejections: 0,
-            in_flight: e.stats.in_flight(),
-            latency_ewma_ms: e.stats.latency_ewma_micros() / 1000.0,
-            consecutive_failures: e.stats.consecutive_failures(),
-        }));
-        MessageResult(PoolState {
-            service: self.service.to_string(),
-            strategy: self.settings.strategy.as_str(),
-            endpoints,
-        })
     }
 }

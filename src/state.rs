@@ -1,0 +1,26 @@
+//! `AppState`: the read-only state every worker shares, in a module of its own so that the
+//! handlers, authentication, WebSocket and GraphQL read it without importing the server that
+//! builds it.
+
+use std::sync::Arc;
+
+use actors::keys::KeyCache;
+use actors::store::Store;
+
+use crate::auth::JwtKeys;
+use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
+
+/// Read-only state every worker shares.
+pub struct AppState {
+    pub pipeline: Pipeline,
+    pub metrics: Arc<Metrics>,
+    pub max_body_bytes: usize,
+    pub discovery_enabled: bool,
+    pub store: Store,
+    pub keys: KeyCache,
+    pub auth_enabled: bool,
+    pub jwt: JwtKeys,
+    /// `/auth/login` attempts per minute per client IP (when rate limits are on).
+    pub login_requests_per_minute: u64,
+}
