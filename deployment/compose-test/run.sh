@@ -3,7 +3,8 @@
 # by docker-compose 1.29 through podman's Docker-compatible socket, then checked through nginx.
 # Steps (each printed with the seconds since start):
 #   1. tools (install-container-tools.sh), podman works (else: CI=true fails, elsewhere skips)
-#   2. the gateway binary built on the host (debug), for the prebuilt stage (no Rust image here)
+#   2. the gateway binary built on the host (debug; or GATEWAY_BINARY), for the prebuilt stage
+#      (no Rust toolchain image can be made here)
 #   3. local base images (base-images.sh: debootstrap once, cached in podman's storage)
 #   4. podman system service on a private socket; docker-compose build, then up -d
 #   5. every container healthy (podman has no systemd here to schedule healthchecks, so this
@@ -34,11 +35,15 @@ for name in $(podman ps -a --format '{{.Names}}'); do
 done
 
 step "2/7 gateway binary (host build, debug) for the production-prebuilt stage"
-TARGET_DIR="${CARGO_TARGET_DIR:-target}"
-cargo build -q -p gateway
+# GATEWAY_BINARY=path tests a binary built elsewhere (a release build, another checkout).
+binary="${GATEWAY_BINARY:-}"
+if [ -z "$binary" ]; then
+    cargo build -q -p gateway
+    binary="${CARGO_TARGET_DIR:-target}/debug/gateway"
+fi
 mkdir -p .prebuilt
 # Debug info is most of a debug binary; the image needs only the code.
-objcopy --strip-debug "$TARGET_DIR/debug/gateway" .prebuilt/gateway
+objcopy --strip-debug "$binary" .prebuilt/gateway
 ls -lh .prebuilt/gateway | awk '{print "   " $5 " " $9}'
 
 step "3/7 local base images (debootstrap once; cached)"
