@@ -30,6 +30,15 @@ if ! podman info >/dev/null 2>&1; then
     echo "compose-test: SKIPPED: podman cannot run on this machine (under CI=true this fails)" >&2
     exit 0
 fi
+# Leftovers of an interrupted run of this test are removed; a real development stack (the
+# same container names, another compose project) is left alone and stops the test.
+leftover="$(podman ps -a -q --filter "label=com.docker.compose.project=$PROJECT")"
+if [ -n "$leftover" ]; then
+    echo "   removing the containers, volumes and network an interrupted run left"
+    podman rm -f -t 5 $leftover >/dev/null
+    podman volume rm $(podman volume ls -q --filter "label=com.docker.compose.project=$PROJECT") >/dev/null 2>&1 || true
+    podman network rm "${PROJECT}_default" >/dev/null 2>&1 || true
+fi
 for name in $(podman ps -a --format '{{.Names}}'); do
     case "$name" in aigateway-*-dev) die "a development stack is running ($name): make dev-down first";; esac
 done

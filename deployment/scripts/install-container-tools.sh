@@ -16,7 +16,7 @@ log() { printf '   [container-tools] %s\n' "$*" >&2; }
 need=()
 for pair in podman:podman debootstrap:debootstrap docker-compose:docker-compose \
             netavark:netavark crun:crun conmon:conmon slirp4netns:slirp4netns \
-            fuse-overlayfs:fuse-overlayfs newuidmap:uidmap; do
+            fuse-overlayfs:fuse-overlayfs newuidmap:uidmap curl:curl objcopy:binutils; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/lib/podman/${pair%%:*}" ] || need+=("${pair##*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
