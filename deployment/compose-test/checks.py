@@ -44,7 +44,22 @@ def json_ok(method, path, body=None, token=None):
     return json.loads(raw)
 
 
+def wait_ready():
+    """Healthy containers are not yet a ready gateway: python-models must pass Consul's check,
+    be discovered and pass the gateway's own first health check. /ready says when."""
+    started = time.monotonic()
+    while True:
+        status, _, raw = request("GET", "/ready", timeout=10)
+        if status == 200:
+            return time.monotonic() - started
+        assert time.monotonic() - started < 90, f"GET /ready: {status} {raw[:400]!r} after 90 s"
+        time.sleep(0.5)
+
+
 def main():
+    waited = wait_ready()
+    step(f"GET /ready through nginx: 200 after {waited:.1f} s (python-models discovered through Consul)")
+
     status, headers, raw = request("GET", "/")
     assert status == 200 and b"<html" in raw.lower(), f"GET / (dashboard): {status} {raw[:200]!r}"
     step(f"dashboard page through nginx: 200, {len(raw)} bytes")

@@ -141,13 +141,15 @@ echo "$states" | sed 's/^/   /'
 
 step "6/7 checks through nginx (http://127.0.0.1:$HTTP_PORT)"
 PASSWORD="compose-test-$(date +%s%N | sha256sum | cut -c1-16)"
-# podman's DNS server (aardvark-dns) reloads as containers join the network; a lookup made
-# in that instant can fall through to the host's resolver and fail. Such a failure leaves
-# nothing behind, so the CLI is retried until a deadline (Docker's DNS has no such gap).
-deadline=$(( $(date +%s) + 30 ))
-until out="$(echo "$PASSWORD" | dc exec -T backend gateway users create --username admin --role admin 2>&1)"; do
+# podman's DNS server (aardvark-dns 1.4 here) was seen to stall for tens of seconds while
+# containers join the network: a lookup then times out and the CLI cannot reach PostgreSQL
+# (the gateway itself connected before). Such a failure leaves nothing behind, so the CLI is
+# retried until a deadline, each failure printed with what the name resolves to right then.
+deadline=$(( $(date +%s) + 150 ))
+until out="$(echo "$PASSWORD" | timeout 60 docker-compose -p "$PROJECT" -f docker-compose.yml -f "$HERE/docker-compose.test.yml" \
+        exec -T backend gateway users create --username admin --role admin 2>&1)"; do
     [ "$(date +%s)" -lt "$deadline" ] || die "gateway users create in the backend container: $out"
-    echo "   (retrying the CLI: $out)"
+    echo "   (retrying the CLI: $out; postgres resolves to: $(timeout 10 podman exec aigateway-backend-dev getent hosts postgres 2>&1 || echo nothing))"
     sleep 1
 done
 echo "   - $out, with the gateway CLI in aigateway-backend-dev"
