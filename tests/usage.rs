@@ -110,8 +110,14 @@ async fn exact_rows(db: Db) {
         .expect("body");
     assert_eq!(seen["stream_options"]["include_usage"], true);
 
+    assert_reports_of_six_requests(&gateway, &admin, id).await;
+    gateway.stop().await;
+}
+
+/// The admin usage reports and the metrics after `exact_rows`' six requests of 10 tokens each.
+async fn assert_reports_of_six_requests(gateway: &TestGateway, admin: &str, id: i64) {
     let (status, report) = gateway
-        .send_as(Method::GET, "/admin/usage?group_by=model", &admin, None)
+        .send_as(Method::GET, "/admin/usage?group_by=model", admin, None)
         .await;
     assert_eq!(status, 200, "{report}");
     let line = &report["data"][0];
@@ -124,7 +130,7 @@ async fn exact_rows(db: Db) {
         (Some("llm/m"), Some(6), Some(60))
     );
     let (_, by_key) = gateway
-        .send_as(Method::GET, "/admin/usage?group_by=key", &admin, None)
+        .send_as(Method::GET, "/admin/usage?group_by=key", admin, None)
         .await;
     assert_eq!(by_key["data"][0]["group"], id.to_string());
     let metrics = gateway.metrics_text().await;
@@ -140,11 +146,10 @@ async fn exact_rows(db: Db) {
         );
     }
     let (_, by_day) = gateway
-        .send_as(Method::GET, "/admin/usage?group_by=day", &admin, None)
+        .send_as(Method::GET, "/admin/usage?group_by=day", admin, None)
         .await;
     assert_eq!(by_day["data"][0]["requests"], 6);
     assert_eq!(by_day["data"][0]["group"].as_str().map(str::len), Some(10));
-    gateway.stop().await;
 }
 
 #[actix_rt::test]

@@ -6,7 +6,7 @@
 //! operation). Errors carry `extensions.code`/`status` mirroring the HTTP API.
 //!
 //! `chatCompletion` runs through [`crate::pipeline::Pipeline::execute`]. The pipeline's future
-//! is bound to the worker thread (awc clients), while juniper resolvers must be `Send`, so the
+//! is bound to the worker thread (per-worker upstream clients), while juniper resolvers must be `Send`, so the
 //! resolver hands the request to an executor that runs beside the GraphQL execution inside the
 //! same handler, over a bounded channel.
 
