@@ -4,7 +4,7 @@
 # Until frontend/ holds a package.json the image serves docker/frontend/placeholder.html, so the
 # stack comes up without a dashboard.
 # Mirrors (all off by default; docker/mirrors-cn.env lists the mainland-China ones):
-#   NPM_REGISTRY, DEBIAN_MIRROR.
+#   NPM_REGISTRY (no apt runs in this image; the nginx and Node base images come as they are).
 
 ARG NODE_IMAGE=node:20-bookworm-slim
 ARG NGINX_IMAGE=nginx:1.27-bookworm
