@@ -25,7 +25,7 @@ LUA
 run() { # label env...
   local label=$1; shift
   local GP=$(free_port)
-  env GATEWAY_BIND=127.0.0.1:$GP SERVICE_DISCOVERY_STATIC_FILE=$T/services.json GATEWAY_WORKERS=1 \
+  env GATEWAY_BIND=127.0.0.1:$GP METRICS_BIND=127.0.0.1:$(free_port) SERVICE_DISCOVERY_STATIC_FILE=$T/services.json GATEWAY_WORKERS=1 \
     AUTH_ENABLED=true PROMETHEUS_ENABLED=true CACHE_ENABLED=false RATE_LIMIT_REQUESTS_PER_MINUTE=1000000000 RATE_LIMIT_BURST=1000000000 "$@" \
     $B/gateway serve > $T/gw-$label.log 2>&1 &
   local GW=$!

@@ -198,11 +198,13 @@ wait_http "http://127.0.0.1:$FLOOR_PORT/health" 20
 export DATABASE_URL="sqlite://$TMP/gw.db"
 KEY=$("$GATEWAY" keys create --name bench 2>"$TMP/keys.log")
 
-start_gateway() { # label auth+limits prometheus -> sets GW_PORT, GW_PID
+start_gateway() { # label auth+limits prometheus -> sets GW_PORT, GW_METRICS_PORT, GW_PID
     # Full runs every policy: API keys, rate limits (in-process, ceilings far above the load so
     # every decision is made and none refuses), usage recording and metrics.
     GW_PORT=$(free_port)
-    GATEWAY_BIND="127.0.0.1:$GW_PORT" SERVICE_DISCOVERY_STATIC_FILE="$TMP/services.json" \
+    GW_METRICS_PORT=$(free_port)
+    GATEWAY_BIND="127.0.0.1:$GW_PORT" METRICS_BIND="127.0.0.1:$GW_METRICS_PORT" \
+        SERVICE_DISCOVERY_STATIC_FILE="$TMP/services.json" \
         GATEWAY_WORKERS="$GATEWAY_WORKERS" AUTH_ENABLED="$2" \
         RATE_LIMIT_ENABLED="$2" RATE_LIMIT_REQUESTS_PER_MINUTE=1000000000 \
         RATE_LIMIT_BURST=1000000000 CACHE_ENABLED=false \
@@ -215,7 +217,7 @@ start_gateway() { # label auth+limits prometheus -> sets GW_PORT, GW_PID
 start_gateway bare false false
 BARE_PORT=$GW_PORT BARE_PID=$GW_PID
 start_gateway full true true
-FULL_PORT=$GW_PORT FULL_PID=$GW_PID
+FULL_PORT=$GW_PORT FULL_METRICS_PORT=$GW_METRICS_PORT FULL_PID=$GW_PID
 
 # ---------------------------------------------------------------------------------------------
 # Non-streaming: wrk with a Lua script that sets the request and prints its figures as JSON.
@@ -252,7 +254,7 @@ TARGETS=(
     "gateway-full $FULL_PORT auth $FULL_PID"
 )
 
-scrape() { curl -fsS "http://127.0.0.1:$FULL_PORT/metrics" >"$1"; }
+scrape() { curl -fsS "http://127.0.0.1:$FULL_METRICS_PORT/metrics" >"$1"; }
 
 target_fields() { # entry -> name port script pids url
     read -r name port script pids <<<"$1"

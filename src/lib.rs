@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod auth;
 pub mod cli;
+pub mod client_ip;
 pub mod config;
 pub mod discovery;
 pub mod error;

@@ -3,10 +3,9 @@
 
 use std::time::Duration;
 
-use actors::UpstreamRegistryHandle;
 use prometheus::core::Collector;
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 /// Fine buckets: the gateway's own work is measured in microseconds.
@@ -19,6 +18,18 @@ const UPSTREAM_BUCKETS: &[f64] = &[
     60.0, 120.0,
 ];
 
+mod labels;
+pub mod listener;
+mod scrape;
+mod usage;
+
+pub use labels::BoundedLabels;
+use usage::UsageMetrics;
+
+/// Model names become label values only when an upstream accepted them, and at most this
+/// many: a client cannot grow the series count by sending made-up model names.
+const MAX_MODEL_LABELS: usize = 200;
+
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: Registry,
@@ -27,114 +38,77 @@ pub struct Metrics {
     endpoint_healthy: IntGaugeVec,
     endpoint_in_flight: IntGaugeVec,
     stream_faults: IntCounterVec,
-    discovery_errors: IntGauge,
+    active_streams: IntGauge,
+    discovery_errors: IntCounter,
     discovery_degraded: IntGauge,
     endpoint_state: IntGaugeVec,
-    tokens: IntCounterVec,
-    pending_usage: IntGauge,
-    key_cache: IntGaugeVec,
-    rate_limit_buckets: IntGauge,
-    rate_limit_redis_failures: prometheus::IntCounter,
-}
-
-/// Registers `metric` with `registry` and hands it back.
-fn register<M: Collector + Clone + 'static>(
-    registry: &Registry,
-    metric: M,
-) -> Result<M, prometheus::Error> {
-    registry.register(Box::new(metric.clone()))?;
-    Ok(metric)
-}
-
-fn histogram_vec(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    buckets: &[f64],
-    labels: &[&str],
-) -> Result<HistogramVec, prometheus::Error> {
-    let options = HistogramOpts::new(name, help).buckets(buckets.to_vec());
-    register(registry, HistogramVec::new(options, labels)?)
+    /// Requests, tokens, keys, caches and limits: what operators bill and budget by.
+    usage: UsageMetrics,
 }
 
 impl Metrics {
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         let r = &registry;
         Ok(Metrics {
-            upstream_duration: histogram_vec(
+            upstream_duration: histogram(
                 r,
                 "gateway_upstream_request_duration_seconds",
                 "Time from sending a request upstream to its response head (whole body when buffered), per attempt.",
                 UPSTREAM_BUCKETS,
                 &["service", "endpoint", "outcome"],
             )?,
-            overhead: histogram_vec(
+            overhead: histogram(
                 r,
                 "gateway_overhead_seconds",
                 "Time a request spends in the gateway itself, upstream time excluded.",
                 OVERHEAD_BUCKETS,
                 &["route"],
             )?,
-            endpoint_healthy: register(r, IntGaugeVec::new(
-                Opts::new(
-                    "gateway_upstream_endpoint_healthy",
-                    "1 when the endpoint is eligible for requests (healthy and not ejected).",
-                ),
+            endpoint_healthy: gauge_vec(
+                r,
+                "gateway_upstream_endpoint_healthy",
+                "1 when the endpoint is eligible for requests (healthy and not ejected).",
                 &["service", "endpoint", "origin"],
-            )?)?,
-            endpoint_in_flight: register(r, IntGaugeVec::new(
-                Opts::new("gateway_upstream_endpoint_in_flight", "Requests in flight per endpoint."),
+            )?,
+            endpoint_in_flight: gauge_vec(
+                r,
+                "gateway_upstream_endpoint_in_flight",
+                "Requests in flight per endpoint.",
                 &["service", "endpoint"],
-            )?)?,
-            stream_faults: register(r, IntCounterVec::new(
-                Opts::new(
-                    "gateway_stream_faults_total",
-                    "Streams that ended without completing, by cause.",
-                ),
+            )?,
+            stream_faults: counter_vec(
+                r,
+                "gateway_stream_faults_total",
+                "Streams that ended without completing, by cause.",
                 &["service", "fault"],
-            )?)?,
-            discovery_errors: register(r, IntGauge::new(
+            )?,
+            active_streams: gauge(
+                r,
+                "gateway_active_streams",
+                "SSE streams being relayed to clients now (REST and WebSocket).",
+            )?,
+            discovery_errors: counter(
+                r,
                 "gateway_discovery_errors_total",
                 "Discovery results rejected (broken service files, unreachable back-ends); the last good set stays.",
-            )?)?,
-            discovery_degraded: register(r, IntGauge::new(
+            )?,
+            discovery_degraded: gauge(
+                r,
                 "gateway_discovery_degraded",
                 "1 while the discovery back-end cannot be reached; the pools keep their last good set.",
-            )?)?,
-            endpoint_state: register(r, IntGaugeVec::new(
-                Opts::new(
-                    "gateway_upstream_endpoint_state",
-                    "1 for each endpoint's current state: eligible, pending (before its first passing check), unhealthy, ejected or draining.",
-                ),
+            )?,
+            endpoint_state: gauge_vec(
+                r,
+                "gateway_upstream_endpoint_state",
+                "1 for each endpoint's current state: eligible, pending (before its first passing check), unhealthy, ejected or draining.",
                 &["service", "endpoint", "origin", "state"],
-            )?)?,
-            tokens: register(r, IntCounterVec::new(
-                Opts::new(
-                    "gateway_tokens_total",
-                    "Tokens billed, by key, model and direction (prompt or completion).",
-                ),
-                &["key", "model", "direction"],
-            )?)?,
-            pending_usage: register(r, IntGauge::new(
-                "gateway_usage_pending_events",
-                "Usage events not yet written to the database.",
-            )?)?,
-            key_cache: register(r, IntGaugeVec::new(
-                Opts::new(
-                    "gateway_key_cache_lookups",
-                    "API-key lookups answered from the cache (hit) or the database (miss).",
-                ),
-                &["result"],
-            )?)?,
-            rate_limit_buckets: register(r, IntGauge::new(
-                "gateway_rate_limit_buckets",
-                "Subjects (keys, client IPs) the in-process rate limiter holds; idle ones are evicted.",
-            )?)?,
-            rate_limit_redis_failures: register(r, prometheus::IntCounter::new(
-                "gateway_rate_limit_redis_failures_total",
-                "Rate-limit decisions Redis failed to make in time (the fallback decided).",
-            )?)?,
+            )?,
+            usage: UsageMetrics::new(r)?,
             registry,
         })
     }
@@ -157,39 +131,40 @@ impl Metrics {
             .observe(overhead.as_secs_f64());
     }
 
-    pub fn count_tokens(&self, key: &str, model: &str, prompt: i64, completion: i64) {
-        for (direction, count) in [("prompt", prompt), ("completion", completion)] {
+    /// Counts one billed request and its tokens. `model` becomes a label only once an
+    /// upstream has accepted it (a 2xx answer); the key is its numeric id, formatted on the
+    /// stack, so a warm series costs no allocation.
+    pub fn count_request(&self, request: BilledRequest<'_>) {
+        let mut digits = labels::KeyDigits::default();
+        let key = digits.format(request.key_id);
+        let accepted = (200..300).contains(&request.status);
+        let model = self.usage.models.label(request.model, accepted);
+        self.usage
+            .requests
+            .with_label_values(&[key, model, labels::status_class(request.status)])
+            .inc();
+        for (direction, count) in [
+            ("prompt", request.prompt_tokens),
+            ("completion", request.completion_tokens),
+        ] {
             if count > 0 {
-                self.tokens
+                self.usage
+                    .tokens
                     .with_label_values(&[key, model, direction])
                     .inc_by(u64::try_from(count).unwrap_or(0));
             }
         }
     }
 
-    /// Refreshes the usage and key-cache gauges; called on every scrape.
-    pub fn refresh_accounting(&self, pending_usage: usize, key_cache_counts: (u64, u64)) {
-        self.pending_usage
-            .set(i64::try_from(pending_usage).unwrap_or(i64::MAX));
-        let (hits, misses) = key_cache_counts;
-        self.key_cache
-            .with_label_values(&["hit"])
-            .set(i64::try_from(hits).unwrap_or(i64::MAX));
-        self.key_cache
-            .with_label_values(&["miss"])
-            .set(i64::try_from(misses).unwrap_or(i64::MAX));
+    /// `gateway_rate_limit_refusals_total`, for the limiter's callers to count their 429s.
+    pub fn rate_limit_refusals(&self) -> IntCounterVec {
+        self.usage.rate_limit_refusals.clone()
     }
 
-    /// Refreshes the rate-limit gauges from the limiter; called on every scrape.
-    pub fn refresh_limits(&self, limiter: &actors::limits::RateLimiter) {
-        self.rate_limit_buckets
-            .set(i64::try_from(limiter.local_limiter().len()).unwrap_or(i64::MAX));
-        if let Some(shared) = limiter.shared_limiter() {
-            let total = shared.failures();
-            let counted = self.rate_limit_redis_failures.get();
-            self.rate_limit_redis_failures
-                .inc_by(total.saturating_sub(counted));
-        }
+    /// Counts an open stream until the returned guard is dropped.
+    pub fn stream_opened(&self) -> StreamGuard {
+        self.active_streams.inc();
+        StreamGuard(self.active_streams.clone())
     }
 
     pub fn count_stream_fault(&self, service: &str, fault: &str) {
@@ -197,55 +172,68 @@ impl Metrics {
             .with_label_values(&[service, fault])
             .inc();
     }
+}
 
-    /// Refreshes the endpoint gauges from the pools; called on every scrape, so the request
-    /// path never touches them.
-    pub async fn refresh_endpoints(&self, registry: &UpstreamRegistryHandle) {
-        self.discovery_errors
-            .set(i64::try_from(registry.discovery_errors()).unwrap_or(i64::MAX));
-        self.discovery_degraded
-            .set(i64::from(registry.discovery_degraded()));
-        self.endpoint_healthy.reset();
-        self.endpoint_state.reset();
-        self.endpoint_in_flight.reset();
-        for (service, pool) in registry.pools() {
-            let Ok(state) = pool.state().await else {
-                continue;
-            };
-            for endpoint in state.endpoints {
-                self.endpoint_state
-                    .with_label_values(&[
-                        service.as_str(),
-                        endpoint.address.as_str(),
-                        endpoint.origin,
-                        endpoint.state,
-                    ])
-                    .set(1);
-                if endpoint.state == "draining" {
-                    // A drained endpoint is not a member; only its in-flight count matters.
-                    self.endpoint_in_flight
-                        .with_label_values(&[service.as_str(), endpoint.address.as_str()])
-                        .set(i64::from(endpoint.in_flight));
-                    continue;
-                }
-                self.endpoint_healthy
-                    .with_label_values(&[
-                        service.as_str(),
-                        endpoint.address.as_str(),
-                        endpoint.origin,
-                    ])
-                    .set(i64::from(endpoint.eligible));
-                self.endpoint_in_flight
-                    .with_label_values(&[service.as_str(), endpoint.address.as_str()])
-                    .set(i64::from(endpoint.in_flight));
-            }
-        }
-    }
+/// One request as billed, for [`Metrics::count_request`].
+pub struct BilledRequest<'a> {
+    pub key_id: Option<i64>,
+    pub model: &'a str,
+    pub status: u16,
+    /// Cached answers count as requests but bill no tokens (pass zero).
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+}
 
-    pub fn render(&self) -> String {
-        let encoder = prometheus::TextEncoder::new();
-        encoder
-            .encode_to_string(&self.registry.gather())
-            .unwrap_or_else(|error| format!("# encoding failed: {error}\n"))
+/// Holds one count of `gateway_active_streams`.
+pub struct StreamGuard(IntGauge);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.dec();
     }
+}
+
+fn register<C: Collector + Clone + 'static>(
+    registry: &Registry,
+    collector: C,
+) -> Result<C, prometheus::Error> {
+    registry.register(Box::new(collector.clone()))?;
+    Ok(collector)
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> Result<IntCounter, prometheus::Error> {
+    register(registry, IntCounter::new(name, help)?)
+}
+
+fn counter_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, prometheus::Error> {
+    register(registry, IntCounterVec::new(Opts::new(name, help), labels)?)
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> Result<IntGauge, prometheus::Error> {
+    register(registry, IntGauge::new(name, help)?)
+}
+
+fn gauge_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntGaugeVec, prometheus::Error> {
+    register(registry, IntGaugeVec::new(Opts::new(name, help), labels)?)
+}
+
+fn histogram(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    buckets: &[f64],
+    labels: &[&str],
+) -> Result<HistogramVec, prometheus::Error> {
+    let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+    register(registry, HistogramVec::new(opts, labels)?)
 }

@@ -5,7 +5,7 @@ use actix_web::{web, FromRequest, Handler, Resource, Responder};
 use crate::handlers::{admin, openai, ops};
 use crate::{graphql, ws};
 
-pub fn configure(config: &mut web::ServiceConfig, metrics_enabled: bool) {
+pub fn configure(config: &mut web::ServiceConfig) {
     config
         .service(post("/v1/chat/completions", openai::chat_completions))
         .service(post("/v1/completions", openai::completions))
@@ -39,9 +39,6 @@ pub fn configure(config: &mut web::ServiceConfig, metrics_enabled: bool) {
         .service(get("/admin/usage", admin::usage))
         .service(get("/admin/upstreams", admin::upstreams))
         .service(get("/admin/ws", ws::sessions));
-    if metrics_enabled {
-        config.service(get("/metrics", ops::metrics));
-    }
     config.default_service(web::to(ops::route_not_found));
 }
 

@@ -24,6 +24,7 @@ use crate::config::{Config, DiscoveryBackend};
 use crate::discovery::consul::ConsulRegistration;
 use crate::error::GatewayError;
 use crate::graphql::GraphqlState;
+use crate::metrics::listener::{self as metrics_listener, MetricsListener};
 use crate::metrics::Metrics;
 use crate::pipeline::limits::RateLimits;
 use crate::pipeline::Pipeline;
@@ -44,6 +45,8 @@ pub struct RunningGateway {
     pub ws_hub: WsHubHandle,
     /// The gateway's Consul entry (`CONSUL_REGISTER=true`), to remove on graceful shutdown.
     pub consul_registration: Option<ConsulRegistration>,
+    /// The Prometheus listener (`METRICS_BIND`), when metrics are on.
+    pub metrics: Option<MetricsListener>,
 }
 
 impl RunningGateway {
@@ -85,6 +88,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
         auth_enabled: config.auth.enabled,
         jwt: JwtKeys::new(&config.auth),
         login_requests_per_minute: config.rate_limit.login_requests_per_minute,
+        trusted_proxies: config.trusted_proxies.clone(),
     });
     // Separate from `AppState`: the GraphQL schema's context holds `AppState`, and neither
     // front-end's state is needed by the rest.
@@ -92,7 +96,16 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
         ws: web::Data::new(WsState::new(ws_hub.clone(), config.websocket.clone())),
         graphql: web::Data::new(GraphqlState::new(config.graphql.clone())),
     };
+    let metrics_state = state.clone();
     let listening = serve(&config, state, front_ends, &metrics).await?;
+    // After the API port is bound: a gateway that cannot serve is not scraped as if it could.
+    let metrics_listener = match config.metrics {
+        true => Some(metrics_listener::start(
+            &config.metrics_bind,
+            metrics_state,
+        )?),
+        false => None,
+    };
     Ok(RunningGateway {
         addr: listening.addr,
         scheme: listening.scheme,
@@ -102,6 +115,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
         usage,
         ws_hub,
         consul_registration: listening.consul_registration,
+        metrics: metrics_listener,
     })
 }
 
@@ -151,7 +165,7 @@ fn build_pipeline(
         }
         None => None,
     };
-    let limits = rate_limits(config, redis.clone());
+    let limits = rate_limits(config, redis.clone(), metrics);
     let mut budgets = BudgetLedger::new(store.clone());
     if let Some(redis) = &redis {
         budgets = budgets.with_shared(Arc::clone(redis));
@@ -200,7 +214,6 @@ async fn serve(
 ) -> anyhow::Result<Listening> {
     let http_metrics = PrometheusMetricsBuilder::new("gateway")
         .registry(metrics.registry.clone())
-        .exclude("/metrics")
         .mask_unmatched_patterns("UNKNOWN")
         .build()
         .map_err(|error| anyhow::anyhow!("http metrics: {error}"))?;
@@ -220,7 +233,7 @@ async fn serve(
             .app_data(web::PathConfig::default().error_handler(|error, _| {
                 GatewayError::InvalidJson(format!("invalid path: {error}")).into()
             }))
-            .configure(|app| routes::configure(app, metrics_enabled))
+            .configure(routes::configure)
             .wrap(Condition::new(gzip, Compress::default()))
             .wrap(Condition::new(
                 cors_origins.is_some(),
@@ -303,6 +316,7 @@ async fn register_with_consul(
 fn rate_limits(
     config: &Config,
     redis: Option<std::sync::Arc<SharedLimiter>>,
+    metrics: &Metrics,
 ) -> Option<RateLimits> {
     let settings = &config.rate_limit;
     if !settings.enabled {
@@ -324,6 +338,7 @@ fn rate_limits(
         requests_per_minute: settings.requests_per_minute,
         burst: settings.burst,
         tokens_per_minute: settings.tokens_per_minute,
+        refusals: metrics.rate_limit_refusals(),
     })
 }
 

@@ -8,6 +8,7 @@ use actors::keys::KeyCache;
 use actors::store::Store;
 
 use crate::auth::JwtKeys;
+use crate::client_ip::TrustedProxies;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 
@@ -23,4 +24,6 @@ pub struct AppState {
     pub jwt: JwtKeys,
     /// `/auth/login` attempts per minute per client IP (when rate limits are on).
     pub login_requests_per_minute: u64,
+    /// Whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
+    pub trusted_proxies: TrustedProxies,
 }

@@ -96,6 +96,17 @@ async fn deterministic_requests_hit_per_key_and_are_recorded_as_cached() {
     assert!(cached
         .iter()
         .all(|r| r.status == 200 && r.endpoint == "cache"));
+    // The hit ratio's inputs: only cacheable requests look the cache up.
+    let metrics = gateway.metrics_text().await;
+    for expected in [
+        r#"gateway_response_cache_lookups_total{result="hit"} 3"#,
+        r#"gateway_response_cache_lookups_total{result="miss"} 4"#,
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "missing {expected} in\n{metrics}"
+        );
+    }
     gateway.stop().await;
 }
 

@@ -157,22 +157,54 @@ async fn metrics_cover_routes_upstreams_overhead_and_health() {
         r#"gateway_overhead_seconds_count{route="chat_completions"} 3"#.to_string(),
         format!(r#"gateway_upstream_request_duration_seconds_count{{endpoint="{endpoint}",outcome="success",service="llm"}} 3"#),
         format!(r#"gateway_upstream_endpoint_healthy{{endpoint="{endpoint}",origin="static",service="llm"}} 1"#),
+        r#"gateway_requests_total{key="none",model="llm/m",status="2xx"} 3"#.to_string(),
+        "# TYPE gateway_discovery_errors_total counter".to_string(),
+        "# TYPE process_cpu_seconds_total counter".to_string(),
+        "process_resident_memory_bytes ".to_string(),
+        "process_open_fds ".to_string(),
+        "process_threads ".to_string(),
     ] {
         assert!(text.contains(&expected), "missing {expected} in\n{text}");
     }
+    // Metrics live on their own listener only: the API port has no /metrics.
+    let response = gateway
+        .client
+        .get(gateway.url("/metrics"))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(response.status().as_u16(), 404);
     gateway.stop().await;
 
     let mut raw = test_config();
     raw.monitoring.prometheus_enabled = false;
     let quiet = start_gateway(raw, &services_for("llm", &[&upstream], &[])).await;
-    let response = quiet
-        .client
-        .get(quiet.url("/metrics"))
-        .send()
-        .await
-        .expect("response");
-    assert_eq!(response.status().as_u16(), 404);
+    assert!(
+        quiet.metrics.is_none(),
+        "no metrics listener when Prometheus is off"
+    );
     quiet.stop().await;
+}
+
+#[actix_rt::test]
+async fn model_labels_never_take_made_up_names() {
+    let upstream = mock("a");
+    let gateway = start_gateway(test_config(), &services_for("llm", &[&upstream], &[])).await;
+    gateway.wait_ready().await;
+    upstream.state.set_mode(Mode::Fail);
+    for _ in 0..3 {
+        let (status, _, _) = gateway
+            .post("/v1/chat/completions", &chat("llm/made-up-model"))
+            .await;
+        assert!(status >= 500, "{status}");
+    }
+    let text = gateway.metrics_text().await;
+    assert!(!text.contains("made-up-model"), "{text}");
+    assert!(
+        text.contains(r#"gateway_requests_total{key="none",model="other",status="5xx"} 3"#),
+        "{text}"
+    );
+    gateway.stop().await;
 }
 
 #[actix_rt::test]

@@ -124,6 +124,11 @@ async fn requests_beyond_the_burst_get_openai_429s_with_headers() {
         3,
         "refusals never reach the upstream"
     );
+    let metrics = gateway.metrics_text().await;
+    assert!(
+        metrics.contains(r#"gateway_rate_limit_refusals_total{limit="requests",scope="key"} 1"#),
+        "{metrics}"
+    );
     gateway.stop().await;
 }
 
@@ -144,6 +149,64 @@ async fn login_attempts_are_limited_per_client_ip() {
         statuses.push(response.status().as_u16());
     }
     assert_eq!(statuses, [401, 401, 401, 429, 429]);
+    let metrics = gateway.metrics_text().await;
+    assert!(
+        metrics.contains(r#"gateway_rate_limit_refusals_total{limit="requests",scope="login"} 2"#),
+        "{metrics}"
+    );
+    gateway.stop().await;
+}
+
+/// Five failed logins with `X-Forwarded-For: <client>` each, from `clients` in turn; the
+/// statuses in order.
+async fn logins_forwarded_for(gateway: &TestGateway, clients: &[&str]) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for client in clients {
+        let response = gateway
+            .client
+            .post(gateway.url("/auth/login"))
+            .insert_header(("x-forwarded-for", *client))
+            .send_json(&json!({"username": "nobody", "password": "wrong guess"}))
+            .await
+            .expect("response");
+        statuses.push(response.status().as_u16());
+    }
+    statuses
+}
+
+#[actix_rt::test]
+async fn behind_a_trusted_proxy_logins_are_limited_per_forwarded_client() {
+    let upstream = mock("a");
+    let mut raw = limited_config(Db::Sqlite, None).await;
+    raw.rate_limit.login_requests_per_minute = 2;
+    raw.server.trusted_proxies = vec!["127.0.0.1/32".into()];
+    let gateway = start_gateway(raw, &services_for("llm", &[&upstream], &[])).await;
+    // Two clients behind the proxy: each has its own two attempts.
+    let clients = [
+        "198.51.100.1",
+        "198.51.100.2",
+        "198.51.100.1",
+        "198.51.100.2",
+    ];
+    assert_eq!(logins_forwarded_for(&gateway, &clients).await, [401; 4]);
+    // A client cannot escape its bucket by forging an earlier hop: the proxy's entry counts.
+    let forged = ["203.0.113.7, 198.51.100.1"];
+    assert_eq!(logins_forwarded_for(&gateway, &forged).await, [429]);
+    gateway.stop().await;
+}
+
+#[actix_rt::test]
+async fn without_trusted_proxies_forwarded_for_is_ignored() {
+    let upstream = mock("a");
+    let mut raw = limited_config(Db::Sqlite, None).await;
+    raw.rate_limit.login_requests_per_minute = 2;
+    let gateway = start_gateway(raw, &services_for("llm", &[&upstream], &[])).await;
+    // Every claimed client is the one peer, 127.0.0.1, so they share its two attempts.
+    let clients = ["198.51.100.1", "198.51.100.2", "198.51.100.3"];
+    assert_eq!(
+        logins_forwarded_for(&gateway, &clients).await,
+        [401, 401, 429]
+    );
     gateway.stop().await;
 }
 
@@ -487,6 +550,12 @@ async fn a_service_limit_holds_for_all_callers_together() {
     }
     assert_eq!(statuses, [200, 200, 429, 429]);
     assert_eq!(upstream.state.requests(), 2);
+    let metrics = gateway.metrics_text().await;
+    assert!(
+        metrics
+            .contains(r#"gateway_rate_limit_refusals_total{limit="requests",scope="service"} 2"#),
+        "{metrics}"
+    );
     gateway.stop().await;
 }
 

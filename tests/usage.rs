@@ -138,7 +138,9 @@ async fn assert_reports_of_six_requests(gateway: &TestGateway, admin: &str, id: 
         format!(r#"gateway_tokens_total{{direction="prompt",key="{id}",model="llm/m"}} 30"#),
         format!(r#"gateway_tokens_total{{direction="completion",key="{id}",model="llm/m"}} 30"#),
         "gateway_usage_pending_events 0".to_string(),
-        r#"gateway_key_cache_lookups{result="hit"}"#.to_string(),
+        r#"gateway_key_cache_lookups_total{result="hit"}"#.to_string(),
+        format!(r#"gateway_requests_total{{key="{id}",model="llm/m",status="2xx"}} 6"#),
+        "gateway_active_keys 1".to_string(),
     ] {
         assert!(
             metrics.contains(&expected),

@@ -2,6 +2,7 @@
 //! request, in a moka cache bounded by bytes and TTL. What is deterministic and how a cached
 //! answer is replayed are the edge's business; this module owns keys and storage.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,6 +84,9 @@ pub struct ResponseCache {
     max_bytes: u64,
     /// With Redis, answers are shared by every replica; this process's entries stay in front.
     shared: Option<Arc<crate::shared::SharedRedis>>,
+    /// Lookups answered (hits) and not (misses), for the edge's metrics.
+    hits: Arc<AtomicU64>,
+    misses: Arc<AtomicU64>,
 }
 
 impl ResponseCache {
@@ -99,7 +103,17 @@ impl ResponseCache {
             ttl,
             max_bytes,
             shared: None,
+            hits: Arc::new(AtomicU64::new(0)),
+            misses: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// (hits, misses) so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
     }
 
     /// Shares answers through Redis (`<prefix>:cache:<hash>`, expiring after the TTL). A Redis
@@ -110,6 +124,17 @@ impl ResponseCache {
     }
 
     pub async fn get(&self, key: &[u8; 32]) -> Option<Arc<CachedAnswer>> {
+        let answer = self.lookup(key).await;
+        let counter = if answer.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        answer
+    }
+
+    async fn lookup(&self, key: &[u8; 32]) -> Option<Arc<CachedAnswer>> {
         if let Some(answer) = self.entries.get(key).await {
             return Some(answer);
         }

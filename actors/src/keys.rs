@@ -284,6 +284,17 @@ impl BudgetLedger {
         self
     }
 
+    /// Tokens this process's accounts hold for requests in flight (the shared ledger's own
+    /// reservations live in Redis). Non-zero while nothing is in flight means a reservation
+    /// leaked: the `gateway_budget_reserved_tokens` gauge and its drift alert watch this.
+    pub fn reserved_tokens(&self) -> i64 {
+        let accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        accounts
+            .values()
+            .map(|account| account.reserved.load(Ordering::Relaxed))
+            .sum()
+    }
+
     fn account(&self, key_id: i64) -> Arc<BudgetAccount> {
         let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
         Arc::clone(accounts.entry(key_id).or_default())

@@ -83,7 +83,10 @@ def create_app(hub: ModelHub) -> FastAPI:
         log.exception("unhandled error")
         return _error_response(ApiError(500, "internal server error", "server_error"))
 
+    # /ready is the same question (are the models loaded?) under the name operators' health
+    # checks (`make health-check`, Kubernetes readiness probes) ask it by.
     @app.get("/health")
+    @app.get("/ready")
     async def health():
         if not hub.ready:
             return JSONResponse({"status": "loading"}, status_code=503)

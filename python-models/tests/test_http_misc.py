@@ -8,8 +8,9 @@ from conftest import CHAT_MODEL, EMBED_MODEL, chat_body
 
 
 def test_health(http):
-    r = http.get("/health")
-    assert r.status_code == 200 and r.json()["status"] == "ok"
+    for path in ("/health", "/ready"):
+        r = http.get(path)
+        assert r.status_code == 200 and r.json()["status"] == "ok", path
 
 
 def test_models(http, server):

@@ -26,6 +26,8 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("HTTP_TO_GRPC_ENABLED", "protocol_conversion.http_to_grpc"),
     ("MONITORING_ENABLED", "monitoring.enabled"),
     ("PROMETHEUS_ENABLED", "monitoring.prometheus_enabled"),
+    ("METRICS_BIND", "monitoring.metrics_bind"),
+    ("TRUSTED_PROXIES", "server.trusted_proxies"),
     ("TLS_ENABLED", "tls.enabled"),
     ("TLS_CERT_FILE", "tls.cert_file"),
     ("TLS_KEY_FILE", "tls.key_file"),
@@ -101,6 +103,8 @@ pub fn environment_layer(vars: impl Iterator<Item = (String, String)>) -> Figmen
 /// Variables that are always strings: a secret or URL must never turn into a number.
 const VERBATIM: &[&str] = &[
     "GATEWAY_BIND",
+    "METRICS_BIND",
+    "TRUSTED_PROXIES",
     "SERVICE_DISCOVERY_STATIC_FILE",
     "CONSUL_ADDR",
     "CONSUL_TOKEN",

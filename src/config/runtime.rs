@@ -109,6 +109,10 @@ pub struct Config {
     /// `None` when CORS is off.
     pub cors_allowed_origins: Option<Vec<String>>,
     pub metrics: bool,
+    /// Where Prometheus scrapes (`METRICS_BIND`), when `metrics` is on.
+    pub metrics_bind: String,
+    /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
+    pub trusted_proxies: crate::client_ip::TrustedProxies,
     pub protocol_conversion: bool,
     pub log_format: LogFormat,
     pub log_level: String,

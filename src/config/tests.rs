@@ -554,3 +554,36 @@ fn cache_variables_apply() {
     assert!(!config.registry.defaults.cache_shared);
     check_error(&[], &[("CACHE_TTL_SECS", "0")], &["cache: ttl_secs"]);
 }
+
+#[test]
+fn metrics_listener_and_trusted_proxies_come_from_the_environment() {
+    let config = load(&[], &[]).expect("valid");
+    assert_eq!(config.metrics_bind, "0.0.0.0:9091");
+    assert!(config.trusted_proxies.is_empty());
+    let config = load(
+        &[],
+        &[
+            ("METRICS_BIND", "127.0.0.1:9999"),
+            ("TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.7"),
+        ],
+    )
+    .expect("valid");
+    assert_eq!(config.metrics_bind, "127.0.0.1:9999");
+    let expected = gateway_trusted(&["10.0.0.0/8", "192.0.2.7"]);
+    assert_eq!(config.trusted_proxies, expected);
+    check_error(
+        &[],
+        &[("TRUSTED_PROXIES", "10.0.0.0/8,proxy.local")],
+        &["server.trusted_proxies", "proxy.local"],
+    );
+    check_error(
+        &[],
+        &[("METRICS_BIND", "9091")],
+        &["monitoring.metrics_bind"],
+    );
+}
+
+fn gateway_trusted(entries: &[&str]) -> crate::client_ip::TrustedProxies {
+    let entries: Vec<String> = entries.iter().map(|e| e.to_string()).collect();
+    crate::client_ip::TrustedProxies::parse(&entries).expect("valid")
+}

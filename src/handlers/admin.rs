@@ -36,16 +36,23 @@ pub async fn login(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, GatewayError> {
     // Per client IP, before any password work: guessing passwords is slow and costly for us.
-    // The peer address, not a forwarded header a client could forge.
-    if let (Some(limits), Some(peer)) = (&state.pipeline.limits, request.peer_addr()) {
-        let subject = format!("ip:{}", peer.ip());
-        crate::pipeline::limits::admit_subject(
-            &limits.limiter,
-            &subject,
-            state.login_requests_per_minute,
-            state.login_requests_per_minute,
-        )
-        .await?;
+    // The peer address, or the client a trusted proxy names (`TRUSTED_PROXIES`); never a
+    // forwarded header a client could forge.
+    let client_ip = state.trusted_proxies.of_request(&request);
+    if let (Some(limits), Some(ip)) = (&state.pipeline.limits, client_ip) {
+        let subject = format!("ip:{ip}");
+        let admitted = limits
+            .admit_subject(
+                "login",
+                &subject,
+                state.login_requests_per_minute,
+                state.login_requests_per_minute,
+            )
+            .await;
+        if let Err(error) = admitted {
+            tracing::warn!(client_ip = %ip, "login throttled");
+            return Err(error);
+        }
     }
     let login: Login = parse_json(&body)?;
     if login.username.len() > 128 || login.password.len() > 1024 {
@@ -59,9 +66,14 @@ pub async fn login(
         .verify_user(&login.username, &login.password)
         .await
         .map_err(|e| GatewayError::StoreUnavailable(e.to_string()))?
-        .ok_or_else(|| GatewayError::Unauthorized {
-            code: "invalid_credentials",
-            message: "Incorrect username or password.".into(),
+        .ok_or_else(|| {
+            // Who tried, for fail2ban-style tooling: the client, not the proxy in front.
+            let client_ip = client_ip.map(|ip| ip.to_string()).unwrap_or_default();
+            tracing::info!(client_ip = %client_ip, username = %login.username, "login failed");
+            GatewayError::Unauthorized {
+                code: "invalid_credentials",
+                message: "Incorrect username or password.".into(),
+            }
         })?;
     let role = Role::parse(&user.role).unwrap_or(Role::Viewer);
     let token = state.jwt.issue(&user.username, role)?;

@@ -1,4 +1,4 @@
-//! Liveness, readiness, metrics and the JSON answers for unknown routes and methods.
+//! Liveness, readiness and the JSON answers for unknown routes and methods.
 
 use std::collections::BTreeMap;
 
@@ -64,22 +64,6 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     } else {
         HttpResponse::ServiceUnavailable().json(body)
     }
-}
-
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    state
-        .metrics
-        .refresh_endpoints(&state.pipeline.registry)
-        .await;
-    state
-        .metrics
-        .refresh_accounting(state.pipeline.usage.pending(), state.keys.counts());
-    if let Some(limits) = &state.pipeline.limits {
-        state.metrics.refresh_limits(&limits.limiter);
-    }
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
 }
 
 pub async fn route_not_found(request: HttpRequest) -> Result<HttpResponse, GatewayError> {

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::sse::{SseScanner, StreamFault, UsageView};
 use super::ApiKind;
-use crate::metrics::Metrics;
+use crate::metrics::{BilledRequest, Metrics};
 
 /// Tokens a request used, and whether the gateway had to count them itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -102,13 +102,19 @@ impl UsageTicket {
             reservation.settle(tokens.prompt + tokens.completion);
         }
         self.in_flight = None;
-        let key_label = self
-            .key_id
-            .map_or_else(|| "none".to_string(), |id| id.to_string());
-        if !self.cached {
-            self.metrics
-                .count_tokens(&key_label, &self.model, tokens.prompt, tokens.completion);
-        }
+        // Cached answers are requests too, but bill no tokens.
+        let billed = if self.cached {
+            Tokens::default()
+        } else {
+            tokens
+        };
+        self.metrics.count_request(BilledRequest {
+            key_id: self.key_id,
+            model: &self.model,
+            status,
+            prompt_tokens: billed.prompt,
+            completion_tokens: billed.completion,
+        });
         let mut event_id = uuid::Uuid::encode_buffer();
         slot.record(UsageEvent {
             event_id: uuid::Uuid::now_v7()

@@ -12,7 +12,7 @@ use actors::UpstreamPoolHandle;
 use bytes::Bytes;
 
 use super::accounting::{TicketSpec, UsageTicket};
-use super::{cache, limits, request, ParsedRequest, Pipeline, PipelineResponse, RequestContext};
+use super::{cache, request, ParsedRequest, Pipeline, PipelineResponse, RequestContext};
 use crate::error::GatewayError;
 
 /// Admission's verdict: forward the request, or it was answered already (from the cache).
@@ -206,12 +206,8 @@ impl Pipeline {
             return Ok(());
         };
         let burst = settings.burst.unwrap_or((per_minute / 60).max(1));
-        limits::admit_subject(
-            &limits.limiter,
-            &format!("service:{service}"),
-            per_minute,
-            burst,
-        )
-        .await
+        limits
+            .admit_subject("service", &format!("service:{service}"), per_minute, burst)
+            .await
     }
 }

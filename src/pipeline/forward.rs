@@ -185,6 +185,9 @@ fn respond(
             ));
             let metrics = metrics.clone();
             let label = Arc::clone(service);
+            // Held by the end callback, so released when the stream ends or its client leaves
+            // (the relay, and the callback with it, is dropped either way).
+            let open_stream = metrics.stream_opened();
             let relay = SseRelay::new(
                 upstream,
                 settings.idle_timeout,
@@ -195,6 +198,7 @@ fn respond(
                 if let Some(fault) = fault {
                     metrics.count_stream_fault(&label, fault.label());
                 }
+                drop(open_stream);
             });
             PipelineResponse {
                 status,

@@ -22,6 +22,8 @@ pub struct RateLimits {
     pub requests_per_minute: u64,
     pub burst: u64,
     pub tokens_per_minute: Option<u64>,
+    /// `gateway_rate_limit_refusals_total{scope, limit}`: every 429 decided here counts.
+    pub refusals: prometheus::IntCounterVec,
 }
 
 /// What an allowed request carries on: its headers and its token charge.
@@ -41,6 +43,42 @@ impl RateLimits {
     /// Decides one request of `key` that may use up to `worst_case` tokens (`None`: the
     /// request costs no tokens, as a cache hit, and meets the request bucket only).
     pub async fn admit(
+        &self,
+        key: &ApiKey,
+        worst_case: Option<i64>,
+    ) -> Result<Admitted, GatewayError> {
+        let decided = self.admit_key(key, worst_case).await;
+        if let Err(GatewayError::RateLimited { kind, .. }) = &decided {
+            self.count_refusal("key", *kind);
+        }
+        decided
+    }
+
+    /// Decides one request of `subject` against a plain requests-per-minute bucket; `scope`
+    /// (`login`, `service`) labels the refusals.
+    pub async fn admit_subject(
+        &self,
+        scope: &'static str,
+        subject: &str,
+        per_minute: u64,
+        burst: u64,
+    ) -> Result<(), GatewayError> {
+        let decided = admit_subject(&self.limiter, subject, per_minute, burst).await;
+        if let Err(GatewayError::RateLimited { kind, .. }) = &decided {
+            self.count_refusal(scope, *kind);
+        }
+        decided
+    }
+
+    fn count_refusal(&self, scope: &str, kind: LimitKind) {
+        let limit = match kind {
+            LimitKind::Requests => "requests",
+            LimitKind::Tokens => "tokens",
+        };
+        self.refusals.with_label_values(&[scope, limit]).inc();
+    }
+
+    async fn admit_key(
         &self,
         key: &ApiKey,
         worst_case: Option<i64>,
@@ -111,8 +149,8 @@ impl RateLimits {
 }
 
 /// Decides one request of `subject` against a plain requests-per-minute bucket (login by IP,
-/// a whole service).
-pub async fn admit_subject(
+/// a whole service); [`RateLimits::admit_subject`] also counts the refusal.
+async fn admit_subject(
     limiter: &RateLimiter,
     subject: &str,
     per_minute: u64,

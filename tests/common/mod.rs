@@ -3,6 +3,10 @@
 
 #![allow(dead_code)]
 
+pub mod monitoring;
+pub mod python_models;
+pub mod tools;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,6 +30,8 @@ pub struct TestGateway {
     pub usage: actors::usage::UsageHandle,
     pub ws_hub: gateway::ws::WsHubHandle,
     pub handle: ServerHandle,
+    /// The Prometheus listener (`METRICS_BIND`), when metrics are on.
+    pub metrics: Option<gateway::metrics::listener::MetricsListener>,
     pub client: awc::Client,
     pub services_file: PathBuf,
     _dir: tempfile::TempDir,
@@ -99,11 +105,12 @@ impl TestGateway {
         .await;
     }
 
-    /// The Prometheus page, which must answer 200.
+    /// The Prometheus page on the metrics listener, which must answer 200.
     pub async fn metrics_text(&self) -> String {
+        let listener = self.metrics.as_ref().expect("metrics are on");
         let mut response = self
             .client
-            .get(self.url("/metrics"))
+            .get(format!("http://{}/metrics", listener.addr))
             .send()
             .await
             .expect("metrics");
@@ -127,6 +134,9 @@ impl TestGateway {
 
     pub async fn stop(self) {
         self.handle.stop(true).await;
+        if let Some(metrics) = &self.metrics {
+            metrics.handle.stop(true).await;
+        }
     }
 }
 
@@ -142,6 +152,7 @@ pub fn test_config() -> RawConfig {
     let mut raw = RawConfig::default();
     raw.server.bind = "127.0.0.1:0".into();
     raw.server.workers = 1;
+    raw.monitoring.metrics_bind = "127.0.0.1:0".into();
     raw.server.shutdown_timeout_secs = 1;
     raw.discovery.poll_interval_ms = 50;
     raw.upstream_defaults.health_check_interval_ms = Some(100);
@@ -189,6 +200,7 @@ pub async fn start_gateway(raw: RawConfig, services: &Value) -> TestGateway {
         store,
         usage,
         ws_hub,
+        metrics,
         ..
     } = server::start(config).await.expect("gateway starts");
     let handle = server.handle();
@@ -201,6 +213,7 @@ pub async fn start_gateway(raw: RawConfig, services: &Value) -> TestGateway {
         usage,
         ws_hub,
         handle,
+        metrics,
         client: client(),
         services_file,
         _dir: dir,

@@ -1,7 +1,9 @@
 //! API keys: random secrets shown once, stored only as a SHA-256 hash with a display prefix.
 
 use base64::Engine;
-use diesel::{ExpressionMethods, OptionalExtension, QueryDsl, SelectableHelper};
+use diesel::{
+    BoolExpressionMethods, ExpressionMethods, OptionalExtension, QueryDsl, SelectableHelper,
+};
 use diesel_async::RunQueryDsl;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -176,6 +178,20 @@ impl Store {
                 .load(conn)
                 .await?
         }))
+    }
+
+    /// Keys that are neither revoked nor expired (the `gateway_active_keys` gauge).
+    pub async fn count_active_keys(&self) -> Result<u64, StoreError> {
+        let now = now_millis();
+        let count: i64 = with_conn!(self, conn => {
+            api_keys::table
+                .filter(api_keys::revoked_at.is_null())
+                .filter(api_keys::expires_at.is_null().or(api_keys::expires_at.gt(now)))
+                .count()
+                .get_result(conn)
+                .await?
+        });
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 
     /// Revokes a key; returns false when there is no such key. Revoking twice keeps the first

@@ -51,6 +51,10 @@ pub struct RawServer {
     pub max_response_bytes: usize,
     pub shutdown_timeout_secs: u64,
     pub keep_alive_secs: u64,
+    /// Proxies (IPs or CIDR ranges) whose `X-Forwarded-For` names the client; empty: the
+    /// header is ignored and the peer is the client.
+    #[serde(deserialize_with = "comma_list")]
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for RawServer {
@@ -62,6 +66,7 @@ impl Default for RawServer {
             max_response_bytes: 64 * 1024 * 1024,
             shutdown_timeout_secs: 30,
             keep_alive_secs: 75,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -150,6 +155,8 @@ fn comma_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>,
 pub struct RawMonitoring {
     pub enabled: bool,
     pub prometheus_enabled: bool,
+    /// The Prometheus listener's address; metrics are never served on the API port.
+    pub metrics_bind: String,
 }
 
 impl Default for RawMonitoring {
@@ -157,6 +164,7 @@ impl Default for RawMonitoring {
         RawMonitoring {
             enabled: true,
             prometheus_enabled: true,
+            metrics_bind: "0.0.0.0:9091".into(),
         }
     }
 }

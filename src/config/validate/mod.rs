@@ -30,6 +30,8 @@ pub fn validate(raw: RawConfig, env: &str) -> Result<Config, ConfigError> {
     let production = env == "production";
     // The sections run in the order their errors have always been listed.
     let server = server(&raw.server, &mut errors);
+    let trusted_proxies = trusted_proxies(&raw.server, &mut errors);
+    let metrics_bind = metrics_bind(&raw.monitoring, &mut errors);
     let tls = tls(&raw.tls, &mut errors);
     let discovery = discovery::discovery(&raw, &mut errors);
     logging(&raw.logging, &mut errors);
@@ -59,6 +61,8 @@ pub fn validate(raw: RawConfig, env: &str) -> Result<Config, ConfigError> {
         gzip: raw.gzip.enabled,
         cors_allowed_origins: raw.cors.enabled.then(|| raw.cors.allowed_origins.clone()),
         metrics: raw.monitoring.enabled && raw.monitoring.prometheus_enabled,
+        metrics_bind,
+        trusted_proxies,
         protocol_conversion: raw.protocol_conversion.enabled,
         log_format: raw.logging.format,
         log_level: raw.logging.level.clone(),
@@ -67,6 +71,29 @@ pub fn validate(raw: RawConfig, env: &str) -> Result<Config, ConfigError> {
         models,
         raw,
     })
+}
+
+fn trusted_proxies(
+    server: &raw::RawServer,
+    errors: &mut Errors,
+) -> crate::client_ip::TrustedProxies {
+    crate::client_ip::TrustedProxies::parse(&server.trusted_proxies).unwrap_or_else(|bad| {
+        errors.extend(
+            bad.into_iter()
+                .map(|e| format!("server.trusted_proxies: {e}")),
+        );
+        Default::default()
+    })
+}
+
+fn metrics_bind(monitoring: &raw::RawMonitoring, errors: &mut Errors) -> String {
+    let bind = &monitoring.metrics_bind;
+    if bind.parse::<std::net::SocketAddr>().is_err() && !bind.contains(':') {
+        errors.push(format!(
+            "monitoring.metrics_bind: {bind:?} is not host:port"
+        ));
+    }
+    bind.clone()
 }
 
 fn server(server: &raw::RawServer, errors: &mut Errors) -> ServerConfig {
