@@ -86,7 +86,7 @@ db-backup: ## Back up the database into backups/ (pg_dump or SQLite copy; STACK=
 monitoring-tools: ## Install nginx, prometheus/promtool, openssl, jq, curl when missing (Debian packages)
 	@deployment/scripts/install-monitoring-tools.sh
 
-deploy-check: deploy-check-monitoring ## Validate the deployment files with the real tools (monitoring; containers join from the stack branch)
+deploy-check: deploy-check-monitoring ## Validate the deployment files with the real tools (deploy-check-monitoring and deploy-check-containers)
 
 deploy-check-monitoring: monitoring-tools ## nginx -t, promtool config/rules, Grafana queries, promtool check metrics on the live gateway
 	@deployment/scripts/check-monitoring.sh
