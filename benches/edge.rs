@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the edge's per-request work: reading a chat request (model, stream,
-//! required field) and scanning a relayed SSE stream. Run with `cargo bench -p gateway`
+//! required field), scanning a relayed SSE stream, and counting a request for the dashboard
+//! beside the Prometheus overhead histogram it sits next to. Run with `cargo bench -p gateway`
 //! (or `make bench-micro`).
 
 use std::hint::black_box;
@@ -7,6 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use gateway::metrics::Metrics;
+use gateway::overview::{OverviewCounters, RequestOutcome};
 use gateway::pipeline::sse::SseScanner;
 use gateway::pipeline::{ApiKind, ParsedRequest};
 
@@ -92,11 +95,34 @@ fn sse_scan(c: &mut Criterion) {
     group.finish();
 }
 
+fn overview_record(c: &mut Criterion) {
+    let counters = OverviewCounters::default();
+    let metrics = Metrics::new().expect("metrics");
+    let started = std::time::Instant::now();
+    let mut group = c.benchmark_group("per_request_counters");
+    group.bench_function("overview_record_request", |b| {
+        b.iter(|| {
+            counters.record_request(
+                black_box(started),
+                RequestOutcome {
+                    latency: black_box(Duration::from_micros(1_800)),
+                    overhead: Some(black_box(Duration::from_micros(90))),
+                    failed: false,
+                },
+            )
+        })
+    });
+    group.bench_function("prometheus_observe_overhead", |b| {
+        b.iter(|| metrics.observe_overhead(black_box("chat"), black_box(Duration::from_micros(90))))
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = request_parse, sse_scan
+    targets = request_parse, sse_scan, overview_record
 }
 criterion_main!(benches);

@@ -1,8 +1,10 @@
 //! The gateway's own Prometheus metrics, beside the per-route ones actix-web-prom records into
 //! the same registry.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::overview::{OpenStream, OverviewCounters};
 use prometheus::core::Collector;
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -44,6 +46,8 @@ pub struct Metrics {
     endpoint_state: IntGaugeVec,
     /// Requests, tokens, keys, caches and limits: what operators bill and budget by.
     usage: UsageMetrics,
+    /// The dashboard's sliding-window counters; kept whether or not Prometheus is scraped.
+    pub overview: Arc<OverviewCounters>,
 }
 
 impl Metrics {
@@ -55,6 +59,7 @@ impl Metrics {
         ))?;
         let r = &registry;
         Ok(Metrics {
+            overview: Arc::new(OverviewCounters::default()),
             upstream_duration: histogram(
                 r,
                 "gateway_upstream_request_duration_seconds",
@@ -162,9 +167,14 @@ impl Metrics {
     }
 
     /// Counts an open stream until the returned guard is dropped.
+    /// Counts an open SSE stream, for Prometheus and the dashboard's overview, until the guard
+    /// is dropped.
     pub fn stream_opened(&self) -> StreamGuard {
         self.active_streams.inc();
-        StreamGuard(self.active_streams.clone())
+        StreamGuard {
+            gauge: self.active_streams.clone(),
+            _overview: self.overview.stream_opened(),
+        }
     }
 
     pub fn count_stream_fault(&self, service: &str, fault: &str) {
@@ -184,12 +194,15 @@ pub struct BilledRequest<'a> {
     pub completion_tokens: i64,
 }
 
-/// Holds one count of `gateway_active_streams`.
-pub struct StreamGuard(IntGauge);
+/// Holds one count of `gateway_active_streams` and of the overview's open streams.
+pub struct StreamGuard {
+    gauge: IntGauge,
+    _overview: OpenStream,
+}
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        self.0.dec();
+        self.gauge.dec();
     }
 }
 

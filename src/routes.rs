@@ -2,10 +2,11 @@
 
 use actix_web::{web, FromRequest, Handler, Resource, Responder};
 
-use crate::handlers::{admin, openai, ops};
-use crate::{graphql, ws};
+use crate::config::DashboardConfig;
+use crate::handlers::{admin, openai, ops, overview};
+use crate::{dashboard, graphql, ws};
 
-pub fn configure(config: &mut web::ServiceConfig) {
+pub fn configure(config: &mut web::ServiceConfig, dashboard_config: &DashboardConfig) {
     config
         .service(post("/v1/chat/completions", openai::chat_completions))
         .service(post("/v1/completions", openai::completions))
@@ -38,8 +39,12 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(post("/admin/keys/{id}/revoke", admin::revoke_key))
         .service(get("/admin/usage", admin::usage))
         .service(get("/admin/upstreams", admin::upstreams))
+        .service(get("/admin/overview", overview::overview))
         .service(get("/admin/ws", ws::sessions));
-    config.default_service(web::to(ops::route_not_found));
+    // Last, so every API path above wins: the dashboard's files, then its SPA fallback (or the
+    // JSON 404 for API paths and other methods).
+    dashboard::configure(config, dashboard_config);
+    config.default_service(web::to(dashboard::fallback));
 }
 
 fn post<F, Args>(path: &str, handler: F) -> Resource

@@ -221,6 +221,7 @@ async fn serve(
     let cors_origins = config.cors_allowed_origins.clone();
     let metrics_enabled = config.metrics;
     let grpc_enabled = config.protocol_conversion;
+    let dashboard = web::Data::new(config.dashboard.clone());
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -233,7 +234,8 @@ async fn serve(
             .app_data(web::PathConfig::default().error_handler(|error, _| {
                 GatewayError::InvalidJson(format!("invalid path: {error}")).into()
             }))
-            .configure(routes::configure)
+            .app_data(dashboard.clone())
+            .configure(|app| routes::configure(app, &dashboard))
             .wrap(Condition::new(gzip, Compress::default()))
             .wrap(Condition::new(
                 cors_origins.is_some(),

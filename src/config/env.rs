@@ -71,6 +71,8 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("CACHE_ENABLED", "cache.enabled"),
     ("CACHE_TTL_SECS", "cache.ttl_secs"),
     ("CACHE_MAX_BYTES", "cache.max_bytes"),
+    ("DASHBOARD_ENABLED", "dashboard.enabled"),
+    ("DASHBOARD_DIR", "dashboard.dir"),
 ];
 
 /// Builds the layer from the given variables: the process environment in production, a fixed
@@ -125,6 +127,7 @@ const VERBATIM: &[&str] = &[
     "RATE_LIMIT_REDIS_FAILURE",
     "REDIS_URL",
     "REDIS_KEY_PREFIX",
+    "DASHBOARD_DIR",
 ];
 
 /// A `<NAME>_FILE` that could not be used, as a provider whose data is the error.

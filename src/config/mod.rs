@@ -16,9 +16,9 @@ mod validate;
 pub use load::{load_raw, ConfigSource};
 pub use raw::{DiscoveryType, LogFormat, RawConfig};
 pub use runtime::{
-    AuthConfig, CacheConfig, Config, ConfigError, ConsulConfig, ConsulSelection, DatabaseConfig,
-    DiscoveryBackend, DiscoveryConfig, GraphqlConfig, KubernetesConfig, RateLimitConfig,
-    ServerConfig, TlsConfig, UsageConfig, WebSocketConfig,
+    AuthConfig, CacheConfig, Config, ConfigError, ConsulConfig, ConsulSelection, DashboardConfig,
+    DatabaseConfig, DiscoveryBackend, DiscoveryConfig, GraphqlConfig, KubernetesConfig,
+    RateLimitConfig, ServerConfig, TlsConfig, UsageConfig, WebSocketConfig,
 };
 pub use validate::{parse_duration, validate, weak_secret};
 

@@ -128,6 +128,7 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     /// `None` when `CACHE_ENABLED=false`.
     pub cache: Option<CacheConfig>,
+    pub dashboard: DashboardConfig,
     /// The merged raw layers, for `check-config`.
     pub raw: RawConfig,
 }
@@ -186,6 +187,14 @@ pub struct GraphqlConfig {
     pub introspection: bool,
     pub max_depth: usize,
     pub max_complexity: usize,
+}
+
+/// The web dashboard's build. GraphiQL (`dir/graphiql.html`) is served at `GET /graphql`
+/// whenever the playground is on, even with the dashboard itself off.
+#[derive(Debug, Clone)]
+pub struct DashboardConfig {
+    pub enabled: bool,
+    pub dir: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone)]

@@ -10,6 +10,7 @@
 //! resolver hands the request to an executor that runs beside the GraphQL execution inside the
 //! same handler, over a bounded channel.
 
+mod introspection;
 mod mutation;
 mod schema;
 
@@ -30,6 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::auth::presented_credential;
 use crate::config::GraphqlConfig;
 use crate::error::GatewayError;
+use crate::overview::RequestOutcome;
 use crate::pipeline::{ApiKind, ParsedRequest, PipelineBody, RequestContext};
 use crate::principal::{Accepts, Principal};
 use crate::state::AppState;
@@ -45,6 +47,8 @@ const CHAT_CONCURRENCY: usize = 4;
 pub struct GraphqlState {
     pub config: GraphqlConfig,
     pub schema: Arc<Schema>,
+    /// Looser limits for introspection-only documents; `None` with introspection off.
+    pub introspection_schema: Option<Arc<Schema>>,
 }
 
 impl GraphqlState {
@@ -56,6 +60,9 @@ impl GraphqlState {
             schema = schema.disable_introspection();
         }
         GraphqlState {
+            introspection_schema: config
+                .introspection
+                .then(|| Arc::new(introspection::introspection_schema())),
             config,
             schema: Arc::new(schema),
         }
@@ -101,7 +108,11 @@ async fn run_chat(job: ChatJob, state: &AppState, clients: &UpstreamClients) {
             // The cache opt-in header is a REST feature; deterministic requests still hit.
             cache_opt_in: false,
         };
-        let response = state.pipeline.execute(clients, parsed, context).await?;
+        let started = std::time::Instant::now();
+        let result = state.pipeline.execute(clients, parsed, context).await;
+        let outcome = RequestOutcome::of_pipeline(started.elapsed(), &result);
+        state.metrics.overview.record_request(started, outcome);
+        let response = result?;
         let status = response.status.as_u16();
         match response.body {
             PipelineBody::Full(body) if (200..300).contains(&status) => Ok(body),
@@ -215,14 +226,16 @@ pub async fn execute(
     let schema = Arc::clone(&graphql.schema);
     let variables = graphql_request.variables();
     let execution = async {
-        let result = juniper::execute(
+        let (query, operation) = (
             &graphql_request.query,
             graphql_request.operation_name.as_deref(),
-            &*schema,
-            &variables,
-            &context,
-        )
-        .await;
+        );
+        let mut result = juniper::execute(query, operation, &*schema, &variables, &context).await;
+        if let Some(relaxed) = &graphql.introspection_schema {
+            if introspection::may_retry(&result, query, relaxed) {
+                result = juniper::execute(query, operation, &**relaxed, &variables, &context).await;
+            }
+        }
         drop(context);
         result
     };
@@ -284,15 +297,18 @@ fn content_type_is_graphql(request: &HttpRequest) -> bool {
         .is_some_and(|v| v.starts_with("application/graphql"))
 }
 
-/// `GET /graphql`: GraphiQL, when enabled.
-pub async fn playground(graphql: web::Data<GraphqlState>) -> HttpResponse {
+/// `GET /graphql`: GraphiQL from the dashboard build (bundled, so it works offline), when
+/// the playground is on.
+pub async fn playground(
+    request: HttpRequest,
+    graphql: web::Data<GraphqlState>,
+    dashboard: web::Data<crate::config::DashboardConfig>,
+) -> HttpResponse {
     if !(graphql.config.enabled && graphql.config.playground) {
         return gateway_request_error(&GatewayError::RouteNotFound {
             method: "GET".into(),
-            path: "/graphql".into(),
+            path: request.path().into(),
         });
     }
-    juniper_actix::graphiql_handler("/graphql", None)
-        .await
-        .unwrap_or_else(HttpResponse::from_error)
+    crate::dashboard::graphiql(&request, &dashboard).await
 }

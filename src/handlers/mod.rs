@@ -3,3 +3,4 @@
 pub mod admin;
 pub mod openai;
 pub mod ops;
+pub mod overview;

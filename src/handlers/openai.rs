@@ -1,6 +1,6 @@
 //! The OpenAI-compatible endpoints.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::http::header;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::auth::presented_credential;
 use crate::error::GatewayError;
+use crate::overview::RequestOutcome;
 use crate::pipeline::{ApiKind, ParsedRequest, PipelineBody, PipelineResponse, RequestContext};
 use crate::principal::{Accepts, Principal};
 use crate::request_id::RequestId;
@@ -50,6 +51,36 @@ async fn serve(
     clients: &UpstreamClients,
 ) -> Result<HttpResponse, GatewayError> {
     let started = Instant::now();
+    let result = answer(kind, request, payload, state, clients).await;
+    // Measured once the head is ready: a whole answer, or a stream's first byte.
+    let latency = started.elapsed();
+    let (failed, overhead) = match &result {
+        Ok((response, upstream_time)) => {
+            let overhead = latency.saturating_sub(*upstream_time);
+            state.metrics.observe_overhead(kind.label(), overhead);
+            (response.status().is_server_error(), Some(overhead))
+        }
+        Err(error) => (error.status().is_server_error(), None),
+    };
+    state.metrics.overview.record_request(
+        started,
+        RequestOutcome {
+            latency,
+            overhead,
+            failed,
+        },
+    );
+    result.map(|(response, _)| response)
+}
+
+/// The request's answer and the time spent upstream.
+async fn answer(
+    kind: ApiKind,
+    request: HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    clients: &UpstreamClients,
+) -> Result<(HttpResponse, Duration), GatewayError> {
     let key = Principal::resolve(presented_credential(&request), Accepts::ApiKey, state)
         .await?
         .into_key();
@@ -72,12 +103,7 @@ async fn serve(
     };
     let response = state.pipeline.execute(clients, parsed, context).await?;
     let upstream_time = response.upstream_time;
-    let http = into_http(response);
-    state.metrics.observe_overhead(
-        kind.label(),
-        started.elapsed().saturating_sub(upstream_time),
-    );
-    Ok(http)
+    Ok((into_http(response), upstream_time))
 }
 
 /// Reads the body within the size limit, refusing non-JSON content types.

@@ -115,6 +115,10 @@ impl UsageTicket {
             prompt_tokens: billed.prompt,
             completion_tokens: billed.completion,
         });
+        self.metrics.overview.record_tokens(
+            std::time::Instant::now(),
+            u64::try_from(billed.prompt + billed.completion).unwrap_or(0),
+        );
         let mut event_id = uuid::Uuid::encode_buffer();
         slot.record(UsageEvent {
             event_id: uuid::Uuid::now_v7()

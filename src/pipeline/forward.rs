@@ -197,6 +197,7 @@ fn respond(
             .on_end(move |fault| {
                 if let Some(fault) = fault {
                     metrics.count_stream_fault(&label, fault.label());
+                    metrics.overview.record_stream_fault(Instant::now());
                 }
                 drop(open_stream);
             });

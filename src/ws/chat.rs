@@ -6,6 +6,7 @@
 //! flow control reaches the upstream) instead of making the gateway buffer.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix_web::web;
 use actors::keys::ApiKey;
@@ -15,6 +16,7 @@ use tokio::sync::mpsc;
 
 use super::protocol::{self, ChunkKind, MessageId, Outbound, SseEvents};
 use crate::error::GatewayError;
+use crate::overview::RequestOutcome;
 use crate::pipeline::{ApiKind, ParsedRequest, PipelineBody, RequestContext, SseRelay};
 use crate::state::AppState;
 use crate::upstream::UpstreamClients;
@@ -48,7 +50,11 @@ pub async fn run(
         // The cache opt-in header is a REST feature; deterministic requests still hit.
         cache_opt_in: false,
     };
-    let response = match state.pipeline.execute(&clients, parsed, context).await {
+    let started = Instant::now();
+    let result = state.pipeline.execute(&clients, parsed, context).await;
+    let outcome = RequestOutcome::of_pipeline(started.elapsed(), &result);
+    state.metrics.overview.record_request(started, outcome);
+    let response = match result {
         Ok(response) => response,
         Err(error) => {
             send(&out, protocol::error(Some(&id), &error)).await;

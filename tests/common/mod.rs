@@ -164,6 +164,8 @@ pub fn test_config() -> RawConfig {
     // Gateway-core tests run without keys; the auth tests turn this back on.
     raw.auth.enabled = false;
     raw.usage.flush_interval_ms = 20;
+    // Never the repository's own frontend/dist: tests that serve a dashboard build their own.
+    raw.dashboard.dir = "/nonexistent/ai-gateway-dashboard".into();
     raw
 }
 

@@ -38,6 +38,7 @@ pub struct RawConfig {
     pub rate_limit: RawRateLimit,
     pub redis: RawRedis,
     pub cache: RawCache,
+    pub dashboard: RawDashboard,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -124,7 +125,9 @@ impl Default for RawCors {
         RawCors {
             enabled: true,
             allowed_origins: vec![
+                // The dashboard's Vite dev server, under both names a browser may use.
                 "http://localhost:3000".into(),
+                "http://127.0.0.1:3000".into(),
                 "http://localhost:5173".into(),
             ],
         }
@@ -291,6 +294,25 @@ impl Default for RawWebSocket {
             idle_timeout_ms: 45_000,
             outbound_queue: 64,
             ticket_ttl_secs: 30,
+        }
+    }
+}
+
+/// The web dashboard (`frontend/`'s build) served at `/`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDashboard {
+    pub enabled: bool,
+    /// The built dashboard (`index.html`, `graphiql.html`, `assets/`), relative to the
+    /// working directory.
+    pub dir: String,
+}
+
+impl Default for RawDashboard {
+    fn default() -> Self {
+        RawDashboard {
+            enabled: true,
+            dir: "frontend/dist".into(),
         }
     }
 }

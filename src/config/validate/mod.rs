@@ -17,8 +17,8 @@ pub use auth::{parse_duration, weak_secret};
 
 use super::raw::{self, RawConfig};
 use super::runtime::{
-    CacheConfig, Config, ConfigError, DatabaseConfig, GraphqlConfig, ServerConfig, TlsConfig,
-    UsageConfig, WebSocketConfig,
+    CacheConfig, Config, ConfigError, DashboardConfig, DatabaseConfig, GraphqlConfig, ServerConfig,
+    TlsConfig, UsageConfig, WebSocketConfig,
 };
 
 /// Problems found so far, each as `path: message`.
@@ -69,6 +69,10 @@ pub fn validate(raw: RawConfig, env: &str) -> Result<Config, ConfigError> {
         discovery,
         registry: RegistrySettings { defaults, services },
         models,
+        dashboard: DashboardConfig {
+            enabled: raw.dashboard.enabled,
+            dir: std::path::PathBuf::from(&raw.dashboard.dir),
+        },
         raw,
     })
 }
