@@ -108,7 +108,7 @@ db-backup: ## Back up the database into backups/ (pg_dump or SQLite copy; STACK=
 monitoring-tools: ## Install nginx, prometheus/promtool, openssl, jq, curl when missing (Debian packages)
 	@deployment/scripts/install-monitoring-tools.sh
 
-deploy-check: deploy-check-monitoring ## Validate the deployment files with the real tools (monitoring; containers join from the stack branch)
+deploy-check: deploy-check-monitoring ## Validate the deployment files with the real tools (deploy-check-monitoring and deploy-check-containers)
 
 deploy-check-monitoring: monitoring-tools ## nginx -t, promtool config/rules, Grafana queries, promtool check metrics on the live gateway
 	@deployment/scripts/check-monitoring.sh
@@ -216,3 +216,15 @@ frontend-test: frontend-install ## Dashboard: vitest, then typecheck + productio
 
 e2e: build python-install frontend-test ## Dashboard in Chromium (Playwright) against the real gateway, python-models and echo mock
 	npm --prefix frontend run e2e
+
+# ---- containers: Dockerfiles, compose files, k8s/ (deployment/README.md) ----------------------
+.PHONY: deploy-check-containers compose-test
+# Extra prerequisites of `deploy-check` and `test` (make merges rules that name the same target).
+deploy-check: deploy-check-containers
+test: deploy-check-containers compose-test
+
+deploy-check-containers: ## docker-compose config + compose-spec schema on both compose files, hadolint on every Dockerfile, kubernetes-validate --strict on k8s/
+	@deployment/scripts/deploy-check-containers.sh
+
+compose-test: ## The development stack up for real under podman (local base images), checked through nginx, then down -v
+	@deployment/compose-test/run.sh

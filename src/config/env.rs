@@ -79,6 +79,11 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
 /// list in tests (so tests never mutate the real environment).
 pub fn environment_layer(vars: impl Iterator<Item = (String, String)>) -> Figment {
     let mut figment = Figment::new();
+    // `<NAME>_FILE` secrets first; an unreadable one fails the load like any bad value.
+    let (vars, errors) = super::secret_files::resolve(vars.collect());
+    for error in errors {
+        figment = figment.merge(SecretFileError(error));
+    }
     for (name, value) in vars {
         let (path, verbatim) = match ENV_NAMES.iter().find(|(env_name, _)| *env_name == name) {
             Some((_, path)) => (path.to_string(), VERBATIM.contains(&name.as_str())),
@@ -124,6 +129,19 @@ const VERBATIM: &[&str] = &[
     "REDIS_KEY_PREFIX",
     "DASHBOARD_DIR",
 ];
+
+/// A `<NAME>_FILE` that could not be used, as a provider whose data is the error.
+struct SecretFileError(String);
+
+impl Provider for SecretFileError {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("a secret file")
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, Error> {
+        Err(Error::from(self.0.clone()))
+    }
+}
 
 /// One variable as a figment provider, so an error names the variable it came from.
 struct EnvVar {

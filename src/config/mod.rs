@@ -2,13 +2,15 @@
 //! environment, validated into [`Config`] with every error named by its path.
 //!
 //! One job per file: [`raw`] is what files and the environment may say, `env.rs` the one
-//! place where operator variable names map to keys, `load.rs` the layering, `validate/` the
+//! place where operator variable names map to keys (`secret_files.rs` first turns
+//! `<NAME>_FILE` secrets into plain variables), `load.rs` the layering, `validate/` the
 //! checks (one function per section) and `runtime.rs` the types the gateway runs with.
 
 mod env;
 mod load;
 pub mod raw;
 mod runtime;
+mod secret_files;
 mod validate;
 
 pub use load::{load_raw, ConfigSource};
