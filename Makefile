@@ -11,7 +11,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 .PHONY: shell-backend shell-model shell-db
 
 help: ## This list
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort | awk -F'\t' '{ printf "  %-26s %s\n", $$1, $$2 }'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort | awk -F'\t' '{ printf "  %-26s %s\n", $$1, $$2 }'
 
 run: build python-install frontend ## The gateway on :8080 (dashboard at /) with python-models (:5000) and the echo mock (:9001)
 	@set -a; [ -f .env.development ] && . ./.env.development; set +a; \
