@@ -166,15 +166,10 @@ impl Metrics {
         self.usage.rate_limit_refusals.clone()
     }
 
-    /// Counts an open stream until the returned guard is dropped.
-    /// Counts an open SSE stream, for Prometheus and the dashboard's overview, until the guard
-    /// is dropped.
-    pub fn stream_opened(&self) -> StreamGuard {
-        self.active_streams.inc();
-        StreamGuard {
-            gauge: self.active_streams.clone(),
-            _overview: self.overview.stream_opened(),
-        }
+    /// Counts an open SSE stream until the returned guard is dropped. One count serves both
+    /// readers: the overview reads it live, and a scrape copies it into `gateway_active_streams`.
+    pub fn stream_opened(&self) -> OpenStream {
+        self.overview.stream_opened()
     }
 
     pub fn count_stream_fault(&self, service: &str, fault: &str) {
@@ -192,18 +187,6 @@ pub struct BilledRequest<'a> {
     /// Cached answers count as requests but bill no tokens (pass zero).
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
-}
-
-/// Holds one count of `gateway_active_streams` and of the overview's open streams.
-pub struct StreamGuard {
-    gauge: IntGauge,
-    _overview: OpenStream,
-}
-
-impl Drop for StreamGuard {
-    fn drop(&mut self) {
-        self.gauge.dec();
-    }
 }
 
 fn register<C: Collector + Clone + 'static>(

@@ -224,6 +224,11 @@ impl OverviewCounters {
         OpenStream(Arc::clone(self))
     }
 
+    /// SSE streams open now.
+    pub fn active_streams(&self) -> u64 {
+        u64::try_from(self.active_streams.load(Relaxed)).unwrap_or(0)
+    }
+
     /// The window ending at `now`.
     pub fn read(&self, now: Instant) -> OverviewWindow {
         let uptime = now.saturating_duration_since(self.started);
@@ -257,7 +262,7 @@ impl OverviewCounters {
             latency_ms: Percentiles::of(&latency),
             overhead_ms: Percentiles::of(&overhead),
             tokens_per_minute: tokens as f64 * 60.0 / span,
-            active_streams: u64::try_from(self.active_streams.load(Relaxed)).unwrap_or(0),
+            active_streams: self.active_streams(),
         }
     }
 }

@@ -11,6 +11,8 @@ impl Metrics {
     /// Brings every scrape-time metric up to date and renders the registry.
     pub async fn scrape(&self, state: &AppState) -> String {
         self.refresh_endpoints(&state.pipeline.registry).await;
+        self.active_streams
+            .set(saturating_i64(self.overview.active_streams()));
         self.usage
             .pending_usage
             .set(saturating_i64(state.pipeline.usage.pending() as u64));
