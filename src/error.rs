@@ -47,6 +47,14 @@ pub enum GatewayError {
     },
     #[error("Service '{service}' sent an invalid response: {detail}")]
     UpstreamProtocol { service: String, detail: String },
+    /// The upstream answered more than `server.max_response_bytes`: the request asked for more
+    /// than the gateway buffers. `read` bytes had arrived when the gateway stopped reading.
+    #[error("Service '{service}' answered more than the gateway's limit of {limit} bytes.")]
+    UpstreamResponseTooLarge {
+        service: String,
+        limit: usize,
+        read: usize,
+    },
     #[error("Service '{service}' did not answer within {}s ({phase}).", .after.as_secs_f64())]
     UpstreamTimeout {
         service: String,
@@ -151,7 +159,8 @@ impl GatewayError {
             | GatewayError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamStatus { .. }
-            | GatewayError::UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
+            | GatewayError::UpstreamProtocol { .. }
+            | GatewayError::UpstreamResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::UpstreamGrpc { code, .. } => grpc_class(*code).status,
             GatewayError::UnsupportedByService { .. } => StatusCode::NOT_IMPLEMENTED,
@@ -194,6 +203,7 @@ impl GatewayError {
             | GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamStatus { .. }
             | GatewayError::UpstreamProtocol { .. }
+            | GatewayError::UpstreamResponseTooLarge { .. }
             | GatewayError::UpstreamTimeout { .. } => "upstream_error",
             GatewayError::Overloaded | GatewayError::Internal(_) => "server_error",
         }
@@ -224,6 +234,7 @@ impl GatewayError {
             GatewayError::UpstreamConnect { .. } => "upstream_connect_error",
             GatewayError::UpstreamStatus { .. } => "upstream_error",
             GatewayError::UpstreamProtocol { .. } => "upstream_protocol_error",
+            GatewayError::UpstreamResponseTooLarge { .. } => "upstream_response_too_large",
             GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
             GatewayError::UpstreamGrpc { code, .. } => grpc_class(*code).code,
             GatewayError::UnsupportedByService { .. } => "unsupported_by_service",
@@ -273,6 +284,7 @@ impl GatewayError {
             | GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamStatus { .. }
             | GatewayError::UpstreamProtocol { .. }
+            | GatewayError::UpstreamResponseTooLarge { .. }
             | GatewayError::UpstreamTimeout { .. } => ErrorSource::Upstream,
             GatewayError::Overloaded
             | GatewayError::UsageBacklog(_)
@@ -296,6 +308,7 @@ impl GatewayError {
             | GatewayError::InvalidParameter { .. }
             | GatewayError::UnsupportedMediaType(_)
             | GatewayError::PayloadTooLarge { .. }
+            | GatewayError::UpstreamResponseTooLarge { .. }
             | GatewayError::ModelNotFound(_)
             | GatewayError::RouteNotFound { .. }
             | GatewayError::MethodNotAllowed { .. }
@@ -316,11 +329,61 @@ impl GatewayError {
         }
     }
 
+    /// What a client is told. Details a client must not see (a database's error text, an
+    /// upstream's error body, addresses and transport errors) are left out: the message is
+    /// stable, and the full one goes to the log with the request id (`log`), which REST answers
+    /// also name in the message (`request_id::middleware`).
+    pub fn public_message(&self) -> String {
+        match self {
+            GatewayError::UpstreamConnect { service, .. } => {
+                format!("Could not connect to service '{service}'.")
+            }
+            GatewayError::UpstreamStatus {
+                service, status, ..
+            } => format!("Service '{service}' answered with HTTP {status}."),
+            GatewayError::UpstreamProtocol { service, .. } => {
+                format!("Service '{service}' sent an invalid response.")
+            }
+            GatewayError::UpstreamGrpc { service, code, .. }
+                if !grpc_class(*code).blames_client =>
+            {
+                format!(
+                    "Service '{service}' failed with gRPC status {}.",
+                    code.description()
+                )
+            }
+            GatewayError::RateLimiterUnavailable(_) => {
+                "Rate limits cannot be checked right now; retry shortly.".into()
+            }
+            GatewayError::UsageBacklog(_) => "Usage recording is backed up; retry shortly.".into(),
+            GatewayError::StoreUnavailable(_) => {
+                "The gateway's database is unavailable; retry shortly.".into()
+            }
+            GatewayError::Internal(_) => "Internal gateway error.".into(),
+            // Every other variant's text is the gateway's own, made for the client.
+            _ => self.to_string(),
+        }
+    }
+
+    /// Whether `public_message` leaves details out, so the client needs the request id to ask.
+    pub fn hides_detail(&self) -> bool {
+        matches!(
+            self,
+            GatewayError::UpstreamConnect { .. }
+                | GatewayError::UpstreamStatus { .. }
+                | GatewayError::UpstreamProtocol { .. }
+                | GatewayError::RateLimiterUnavailable(_)
+                | GatewayError::UsageBacklog(_)
+                | GatewayError::StoreUnavailable(_)
+                | GatewayError::Internal(_)
+        ) || matches!(self, GatewayError::UpstreamGrpc { code, .. } if !grpc_class(*code).blames_client)
+    }
+
     /// The OpenAI-shaped body: `{"error":{"message","type","param","code"}}`.
     pub fn body(&self) -> ErrorBody {
         ErrorBody {
             error: ErrorDetail {
-                message: self.to_string(),
+                message: self.public_message(),
                 r#type: self.error_type(),
                 param: match self {
                     GatewayError::MissingParameter(param) => Some(param),

@@ -136,14 +136,13 @@ impl Metrics {
             .observe(overhead.as_secs_f64());
     }
 
-    /// Counts one billed request and its tokens. `model` becomes a label only once an
-    /// upstream has accepted it (a 2xx answer); the key is its numeric id, formatted on the
-    /// stack, so a warm series costs no allocation.
+    /// Counts one billed request and its tokens. `model` is the route's label (an alias, or
+    /// `<service>/*`), a set the configuration and discovery bound, capped all the same; the
+    /// key is its numeric id, formatted on the stack, so a warm series costs no allocation.
     pub fn count_request(&self, request: BilledRequest<'_>) {
         let mut digits = labels::KeyDigits::default();
         let key = digits.format(request.key_id);
-        let accepted = (200..300).contains(&request.status);
-        let model = self.usage.models.label(request.model, accepted);
+        let model = self.usage.models.label(request.model, true);
         self.usage
             .requests
             .with_label_values(&[key, model, labels::status_class(request.status)])

@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage};
+use bytes::Bytes;
 use tracing::Span;
 use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder};
 
@@ -23,10 +24,10 @@ fn acceptable(value: &HeaderValue) -> Option<&str> {
     sane.then_some(text)
 }
 
-pub async fn middleware(
+pub async fn middleware<B: MessageBody + 'static>(
     request: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B, Bytes>>, Error> {
     let id: Arc<str> = match request.headers().get(REQUEST_ID).and_then(acceptable) {
         Some(text) => Arc::from(text),
         None => {
@@ -36,17 +37,27 @@ pub async fn middleware(
     };
     request.extensions_mut().insert(RequestId(Arc::clone(&id)));
     let mut response = next.call(request).await?;
+    let mut named = None;
     if let Some(error) = response
         .response()
         .error()
         .and_then(|error| error.as_error::<crate::error::GatewayError>())
     {
         error.log(&id);
+        // The client's message leaves details out: it names the request id to ask about.
+        if error.hides_detail() {
+            let mut body = error.body();
+            body.error.message = format!("{} (request id: {id})", body.error.message);
+            named = Some(Bytes::from(serde_json::to_vec(&body).unwrap_or_default()));
+        }
     }
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
-    Ok(response)
+    Ok(match named {
+        Some(body) => response.map_body(|_, _| EitherBody::right(body)),
+        None => response.map_body(|_, body| EitherBody::left(body)),
+    })
 }
 
 /// Root spans carry our request id instead of tracing-actix-web's own, and are `debug`: at the

@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use common::*;
 use gateway::config::raw::RawStrategy;
-use serde_json::json;
+use serde_json::{json, Value};
 
 struct LoadCounters {
     ok: Cell<u64>,
@@ -223,8 +223,9 @@ async fn ejection_never_takes_the_last_endpoints() {
     raw.upstream_defaults.ejection_base_ms = Some(60_000);
     let gateway = start_gateway(raw, &services).await;
     gateway.wait_ready().await;
+    // 503s: endpoints that cannot take work (a request both fail on with 500 ejects neither).
     for m in &mocks {
-        m.state.set_mode(Mode::Fail);
+        m.state.set_mode(Mode::Unavailable);
     }
     for _ in 0..10 {
         let (status, _, _) = gateway.post("/v1/chat/completions", &chat("llm/m")).await;
@@ -277,8 +278,153 @@ async fn an_oversized_upstream_answer_is_a_502() {
     let (status, _, answer) = gateway.post("/v1/chat/completions", &body).await;
     let answer = String::from_utf8_lossy(&answer);
     assert_eq!(status, 502, "{answer}");
-    assert!(answer.contains("exceeds 1024 bytes"), "{answer}");
+    assert!(answer.contains("limit of 1024 bytes"), "{answer}");
     let (status, _, _) = gateway.post("/v1/chat/completions", &chat("llm/m")).await;
     assert_eq!(status, 200);
+    gateway.stop().await;
+}
+
+/// Ejections so far, by endpoint address.
+async fn ejections(gateway: &TestGateway, service: &str) -> Vec<(String, u64)> {
+    let pool = gateway.registry.pool(service).expect("pool");
+    let state = pool.state().await.expect("state");
+    state
+        .endpoints
+        .iter()
+        .map(|e| (e.address.clone(), u64::from(e.ejections)))
+        .collect()
+}
+
+/// Two endpoints with passive ejection at the first failure and no active checks.
+fn touchy_pair(mocks: &[MockUpstream; 2]) -> (gateway::config::RawConfig, Value) {
+    let services = json!({"llm": {"instances": [
+        {"host": "127.0.0.1", "port": mocks[0].addr.port()},
+        {"host": "127.0.0.1", "port": mocks[1].addr.port()}
+    ]}});
+    let mut raw = test_config();
+    raw.upstream_defaults.ejection_consecutive_failures = Some(1);
+    raw.upstream_defaults.ejection_base_ms = Some(60_000);
+    (raw, services)
+}
+
+/// A buffered request still generating when the first-byte timeout runs out was accepted and
+/// worked on: it is not sent to a second endpoint (which would repeat the work), it does not
+/// count against the endpoint (its head waits for the whole generation), and its prompt is
+/// billed.
+#[actix_rt::test]
+async fn a_generation_past_the_timeout_is_not_retried_and_bills_its_prompt() {
+    let mocks = [mock("a"), mock("b")];
+    let (mut raw, services) = touchy_pair(&mocks);
+    raw.upstream_defaults.first_byte_timeout_ms = Some(200);
+    raw.auth = config_on(Db::Sqlite).await.auth;
+    let gateway = start_gateway(raw, &services).await;
+    gateway.wait_eligible("llm", 2).await;
+    let admin = gateway.admin_token().await;
+    let (id, key) = gateway.create_key(&admin, json!({"name": "slow"})).await;
+    for m in &mocks {
+        m.state.set_mode(Mode::Hang);
+    }
+    let mut response = gateway
+        .client
+        .post(gateway.url("/v1/chat/completions"))
+        .insert_header(("authorization", format!("Bearer {key}")))
+        .send_json(&chat("llm/m"))
+        .await
+        .expect("response");
+    assert_eq!(response.status().as_u16(), 504);
+    assert_eq!(
+        error_code(&response.body().await.expect("body")),
+        "upstream_timeout"
+    );
+    let tried: u64 = mocks.iter().map(|m| m.state.requests()).sum();
+    assert_eq!(tried, 1, "the work is not repeated on another endpoint");
+    let rows = gateway.usage_rows(id, 1).await;
+    assert_eq!((rows[0].status, rows[0].estimated), (504, true), "{rows:?}");
+    assert!(rows[0].prompt_tokens > 0, "the prompt is billed: {rows:?}");
+    assert!(
+        ejections(&gateway, "llm")
+            .await
+            .iter()
+            .all(|(_, n)| *n == 0),
+        "a long generation ejects no endpoint"
+    );
+    gateway.stop().await;
+}
+
+/// A request every endpoint answers 500 to is the request's fault: it is tried on a second
+/// endpoint, not a third, and ejects neither. An endpoint that fails what another then serves
+/// is at fault, and is ejected.
+#[actix_rt::test]
+async fn only_endpoints_that_fail_what_others_serve_are_blamed() {
+    let mocks = [mock("a"), mock("b")];
+    let (raw, services) = touchy_pair(&mocks);
+    let gateway = start_gateway(raw, &services).await;
+    gateway.wait_eligible("llm", 2).await;
+    for m in &mocks {
+        m.state.set_mode(Mode::Fail);
+    }
+    for _ in 0..3 {
+        let (status, _, _) = gateway.post("/v1/chat/completions", &chat("llm/m")).await;
+        assert_eq!(status, 502);
+    }
+    assert_eq!(mocks.iter().map(|m| m.state.requests()).sum::<u64>(), 6);
+    assert!(
+        ejections(&gateway, "llm")
+            .await
+            .iter()
+            .all(|(_, n)| *n == 0),
+        "a request that fails everywhere ejects nobody"
+    );
+
+    mocks[1].state.set_mode(Mode::Normal);
+    while mocks[0].state.requests() == 3 {
+        let (status, _, _) = gateway.post("/v1/chat/completions", &chat("llm/m")).await;
+        assert_eq!(status, 200, "served by b, after a retry when a was picked");
+    }
+    let failing = format!("127.0.0.1:{}", mocks[0].addr.port());
+    wait_for("the failing endpoint to be ejected", || async {
+        ejections(&gateway, "llm")
+            .await
+            .iter()
+            .any(|(address, n)| *address == failing && *n > 0)
+    })
+    .await;
+    gateway.stop().await;
+}
+
+/// An answer over `server.max_response_bytes` is what the client asked for: one endpoint
+/// answers it, the endpoint is not blamed, and the work read is billed.
+#[actix_rt::test]
+async fn an_oversized_answer_is_billed_and_not_retried() {
+    let mocks = [mock("a"), mock("b")];
+    let (mut raw, services) = touchy_pair(&mocks);
+    raw.server.max_response_bytes = 1024;
+    raw.auth = config_on(Db::Sqlite).await.auth;
+    let gateway = start_gateway(raw, &services).await;
+    gateway.wait_eligible("llm", 2).await;
+    let admin = gateway.admin_token().await;
+    let (id, key) = gateway.create_key(&admin, json!({"name": "big"})).await;
+    let long = "x".repeat(4096);
+    let body = json!({"model": "llm/m", "messages": [{"role": "user", "content": long}]});
+    let response = gateway
+        .client
+        .post(gateway.url("/v1/chat/completions"))
+        .insert_header(("authorization", format!("Bearer {key}")))
+        .send_json(&body)
+        .await
+        .expect("response");
+    assert_eq!(response.status().as_u16(), 502);
+    assert_eq!(mocks.iter().map(|m| m.state.requests()).sum::<u64>(), 1);
+    let rows = gateway.usage_rows(id, 1).await;
+    assert_eq!(
+        (rows[0].status, rows[0].completion_tokens, rows[0].estimated),
+        (502, 256, true),
+        "1,024 bytes read at 4 bytes a token: {rows:?}"
+    );
+    assert!(rows[0].prompt_tokens > 0);
+    assert!(ejections(&gateway, "llm")
+        .await
+        .iter()
+        .all(|(_, n)| *n == 0));
     gateway.stop().await;
 }

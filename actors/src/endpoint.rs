@@ -55,6 +55,16 @@ impl EndpointSpec {
     pub fn address(&self) -> String {
         format!("{}:{}", self.host, self.port)
     }
+
+    /// Whether traffic to this endpoint stays on this machine (upstreams are spoken to in
+    /// plain `http://`, so only then does a service's `api_key` not cross a network).
+    pub fn is_loopback(&self) -> bool {
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
 }
 
 /// Counters that the request path updates without a message round trip.
@@ -156,6 +166,36 @@ impl Drop for InFlightGuard {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn loopback_hosts_are_recognised() {
+        let spec = |host: &str| EndpointSpec {
+            host: host.into(),
+            port: 1,
+            weight: 1,
+            protocol: Protocol::Http,
+            origin: Origin::Static,
+        };
+        for host in [
+            "127.0.0.1",
+            "127.8.9.1",
+            "::1",
+            "[::1]",
+            "localhost",
+            "LOCALHOST",
+        ] {
+            assert!(spec(host).is_loopback(), "{host}");
+        }
+        for host in [
+            "10.0.0.5",
+            "python-models",
+            "localhost.example.com",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(!spec(host).is_loopback(), "{host}");
+        }
+    }
+
     use super::*;
 
     fn spec() -> EndpointSpec {

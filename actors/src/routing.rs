@@ -7,6 +7,20 @@ use std::collections::HashMap;
 pub struct Route<'a> {
     pub service: &'a str,
     pub upstream_model: &'a str,
+    /// Named by a configured alias (not `<service>/<model>`).
+    pub alias: bool,
+}
+
+impl Route<'_> {
+    /// The route as a metric label, from a set the configuration bounds: the alias, or
+    /// `<service>/*` for any model a client names within a service.
+    pub fn label(&self, requested: &str) -> String {
+        if self.alias {
+            requested.to_string()
+        } else {
+            format!("{}/*", self.service)
+        }
+    }
 }
 
 /// A configured alias: `name` is served by `service` as `upstream_model`.
@@ -45,12 +59,14 @@ impl ModelRouter {
             return Some(Route {
                 service: &alias.service,
                 upstream_model: &alias.upstream_model,
+                alias: true,
             });
         }
         let (service, upstream_model) = model.split_once('/')?;
         (!upstream_model.is_empty() && service_exists(service)).then_some(Route {
             service,
             upstream_model,
+            alias: false,
         })
     }
 }

@@ -587,3 +587,22 @@ fn gateway_trusted(entries: &[&str]) -> crate::client_ip::TrustedProxies {
     let entries: Vec<String> = entries.iter().map(|e| e.to_string()).collect();
     crate::client_ip::TrustedProxies::parse(&entries).expect("valid")
 }
+
+/// A default `api_key` reaches the services the configuration names, never the defaults a
+/// service known only to discovery gets.
+#[test]
+fn a_default_api_key_stays_with_named_services() {
+    let config = load(
+        &[(
+            "default.toml",
+            "[services.openai]\nstrategy = \"round_robin\"\n",
+        )],
+        &[("GATEWAY__UPSTREAM_DEFAULTS__API_KEY", "sk-default-456")],
+    )
+    .expect("valid");
+    assert_eq!(
+        config.registry.services["openai"].api_key.as_deref(),
+        Some("sk-default-456")
+    );
+    assert_eq!(config.registry.defaults.api_key, None);
+}

@@ -148,7 +148,11 @@ pub fn field_error(error: GatewayError) -> FieldError {
         "type",
         juniper::Value::scalar(error.error_type().to_string()),
     );
-    FieldError::new(error.to_string(), juniper::Value::Object(extensions))
+    if error.hides_detail() {
+        // The client sees a stable message; the details go to the log.
+        tracing::warn!(code = error.code(), "graphql: {error}");
+    }
+    FieldError::new(error.public_message(), juniper::Value::Object(extensions))
 }
 
 /// A request-level failure (bad document, limits, authentication) in GraphQL's shape.
@@ -168,7 +172,7 @@ fn gateway_request_error(error: &GatewayError) -> HttpResponse {
     request_error(
         error.status().as_u16(),
         error.code(),
-        vec![error.to_string()],
+        vec![error.public_message()],
     )
 }
 

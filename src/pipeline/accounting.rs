@@ -12,7 +12,8 @@ use actors::tokens;
 use actors::usage::UsageSlot;
 use serde::Deserialize;
 
-use super::sse::{SseScanner, StreamFault, UsageView};
+use super::forward::Work;
+use super::sse::{push_generated, SseScanner, StreamFault, UsageView};
 use super::ApiKind;
 use crate::metrics::{BilledRequest, Metrics};
 
@@ -38,6 +39,8 @@ pub struct UsageTicket {
     request_id: String,
     key_id: Option<i64>,
     model: String,
+    /// The metric label of the request's route ([`actors::routing::Route::label`]).
+    route_label: String,
     service: String,
     kind: ApiKind,
     started: Instant,
@@ -60,6 +63,7 @@ pub struct TicketSpec<'a> {
     pub request_id: &'a str,
     pub key_id: Option<i64>,
     pub model: &'a str,
+    pub route_label: String,
     pub service: &'a str,
     pub kind: ApiKind,
     pub metrics: Arc<Metrics>,
@@ -78,6 +82,7 @@ impl UsageTicket {
             request_id: spec.request_id.to_string(),
             key_id: spec.key_id,
             model: spec.model.to_string(),
+            route_label: spec.route_label,
             service: spec.service.to_string(),
             kind: spec.kind,
             started: Instant::now(),
@@ -117,7 +122,7 @@ impl UsageTicket {
         };
         self.metrics.count_request(BilledRequest {
             key_id: self.key_id,
-            model: &self.model,
+            model: &self.route_label,
             status,
             prompt_tokens: billed.prompt,
             completion_tokens: billed.completion,
@@ -177,18 +182,38 @@ impl UsageTicket {
             .and_then(|a| a.choices)
             .and_then(|raw| serde_json::from_str(raw.get()).ok())
             .unwrap_or_default();
-        let text: String = choices
-            .iter()
-            .filter_map(|c| {
-                c.pointer("/message/content")
-                    .or_else(|| c.get("text"))
-                    .and_then(|t| t.as_str())
-            })
-            .collect();
+        // Everything generated counts: text, refusals, reasoning, tool-call names and arguments.
+        let mut text = String::new();
+        for choice in &choices {
+            for part in ["message", "text"] {
+                if let Some(value) = choice.get(part) {
+                    push_generated(value, &mut text);
+                }
+            }
+        }
         Tokens {
             prompt: tokens::prompt_tokens(&self.prompt_body),
             completion: tokens::count(&text),
             estimated: true,
+        }
+    }
+
+    /// Tokens of upstream work a failed request did (see `forward::Verdict`): the prompt,
+    /// counted, and an answer too large to read whole at a token per 4 bytes read.
+    pub(super) fn tokens_of_work(&self, work: Work) -> Tokens {
+        let prompt = || tokens::prompt_tokens(&self.prompt_body);
+        match work {
+            Work::Nothing => Tokens::default(),
+            Work::Prompt => Tokens {
+                prompt: prompt(),
+                completion: 0,
+                estimated: true,
+            },
+            Work::Answer { read } => Tokens {
+                prompt: prompt(),
+                completion: i64::try_from(read / 4).unwrap_or(i64::MAX),
+                estimated: true,
+            },
         }
     }
 

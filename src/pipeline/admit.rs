@@ -13,7 +13,7 @@ use actors::UpstreamPoolHandle;
 use bytes::Bytes;
 
 use super::accounting::{TicketSpec, UsageTicket};
-use super::{cache, request, ApiKind, ParsedRequest, Pipeline, PipelineResponse, RequestContext};
+use super::{cache, ApiKind, ParsedRequest, Pipeline, PipelineResponse, RequestContext};
 use crate::error::GatewayError;
 
 /// Admission's verdict: forward the request, or it was answered already (from the cache).
@@ -68,7 +68,7 @@ impl Pipeline {
             // Optional stages are boxed: inline, their futures would size (and so move, on
             // every request) `execute`'s state even when the stage is switched off.
             if let Some(answer) = Box::pin(cache.get(cache_key)).await {
-                return Box::pin(self.answer_from_cache(request, context, route.service, &answer))
+                return Box::pin(self.answer_from_cache(request, context, &route, &answer))
                     .await
                     .map(Admitted::Answered);
             }
@@ -93,11 +93,7 @@ impl Pipeline {
             Some(admitted) => (admitted.headers, admitted.tokens, admitted.in_flight),
             None => (Vec::new(), None, None),
         };
-        let body = request::with_injected(
-            request,
-            request.upstream_body(route.upstream_model),
-            worst_case.ceiling,
-        );
+        let body = request.upstream_body(route.upstream_model, worst_case.ceiling);
         let ticket = UsageTicket::new(TicketSpec {
             slot,
             reservation,
@@ -107,6 +103,7 @@ impl Pipeline {
             request_id: context.request_id,
             key_id: context.key.as_ref().map(|k| k.id),
             model: &request.model,
+            route_label: route.label(&request.model),
             service: route.service,
             kind: request.kind,
             metrics: Arc::clone(&self.metrics),

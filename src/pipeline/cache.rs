@@ -122,9 +122,10 @@ impl Pipeline {
         &self,
         request: &ParsedRequest,
         context: &RequestContext<'_>,
-        service: &str,
+        route: &actors::routing::Route<'_>,
         answer: &CachedAnswer,
     ) -> Result<PipelineResponse, GatewayError> {
+        let service = route.service;
         let mut headers = match (&self.limits, context.key.as_deref()) {
             (Some(limits), Some(key)) => limits.admit(key, None).await?.headers,
             _ => Vec::new(),
@@ -145,6 +146,7 @@ impl Pipeline {
             request_id: context.request_id,
             key_id: context.key.as_ref().map(|k| k.id),
             model: &request.model,
+            route_label: route.label(&request.model),
             service,
             kind: request.kind,
             metrics: Arc::clone(&self.metrics),
@@ -161,11 +163,8 @@ impl Pipeline {
         );
         headers.push(x_cache(true));
         let body = if request.stream {
-            let include_usage = !request.usage_injected()
-                && serde_json::from_slice::<Value>(&request.body)
-                    .ok()
-                    .and_then(|b| b.pointer("/stream_options/include_usage")?.as_bool())
-                    .unwrap_or(false);
+            // A stream the gateway asks usage for on its client's behalf hides it.
+            let include_usage = !request.usage_injected();
             headers.push((CONTENT_TYPE, HeaderValue::from_static("text/event-stream")));
             replay_as_sse(request.kind, answer, include_usage)
         } else {

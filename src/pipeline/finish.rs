@@ -6,6 +6,7 @@ use actors::cache::CachedAnswer;
 
 use super::accounting::{Tokens, UsageTicket};
 use super::admit::Settlement;
+use super::forward::Failed;
 use super::{cache, Pipeline, PipelineBody, PipelineResponse};
 use crate::error::GatewayError;
 
@@ -14,7 +15,7 @@ impl Pipeline {
     pub(super) async fn finish(
         &self,
         settlement: Settlement,
-        result: Result<PipelineResponse, GatewayError>,
+        result: Result<PipelineResponse, Failed>,
     ) -> Result<PipelineResponse, GatewayError> {
         let Settlement {
             ticket,
@@ -25,8 +26,14 @@ impl Pipeline {
         } = settlement;
         let mut response = match result {
             Ok(response) => response,
-            Err(error) => {
-                ticket.finish(error.status().as_u16(), "", Tokens::default());
+            Err(Failed {
+                error,
+                endpoint,
+                work,
+            }) => {
+                // Upstream work is billed even when the client gets an error.
+                let tokens = ticket.tokens_of_work(work);
+                ticket.finish(error.status().as_u16(), &endpoint, tokens);
                 return Err(error);
             }
         };

@@ -1,8 +1,10 @@
-//! Sending one request upstream with failover: a failed attempt (connect error, 5xx, timeout,
-//! a retryable gRPC status) moves to another endpoint while nothing has reached the client,
-//! within the service's attempt limit and retry budget. gRPC endpoints are reached through
+//! Sending one request upstream with failover: a failed attempt moves to another endpoint while
+//! nothing has reached the client, within the service's attempt limit and retry budget, by the
+//! rule in [`Verdict::of`] (which failures are retried, which count against the endpoint, and
+//! what upstream work a failed request still bills). gRPC endpoints are reached through
 //! [`super::grpc`], whose answers take the same shapes as HTTP ones.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -51,13 +53,89 @@ enum Answer {
     },
 }
 
-pub(super) async fn forward(request: Forward<'_>) -> Result<PipelineResponse, GatewayError> {
+/// A request no endpoint served, and the upstream work it cost all the same.
+pub(super) struct Failed {
+    pub error: GatewayError,
+    /// The endpoint that did the work (empty when none did).
+    pub endpoint: String,
+    pub work: Work,
+}
+
+/// Upstream work a failed request still bills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Work {
+    /// No endpoint worked on it (refused, unreachable, or it said it failed).
+    Nothing,
+    /// An endpoint took it and was still working when the gateway stopped waiting: its prompt.
+    Prompt,
+    /// An endpoint answered more than the gateway buffers: the prompt and the `read` bytes.
+    Answer { read: usize },
+}
+
+/// Whose fault a failed attempt was, for the endpoint's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Blame {
+    Endpoint,
+    /// Only if another endpoint then serves the request: failing everywhere is the request's.
+    IfAnotherServes,
+    Nobody,
+}
+
+/// What one failed attempt means for retrying, for the endpoint's health and for billing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Verdict {
+    retry: bool,
+    blame: Blame,
+    work: Work,
+}
+
+impl Verdict {
+    /// The failover rule (also in ARCHITECTURE.md):
+    /// - the upstream's work never started (connect refused or timed out, an exchange broken
+    ///   before the answer, 502/503/504, a retryable gRPC status): another endpoint is tried,
+    ///   and the failure counts against this one;
+    /// - the upstream took the request and failed on it (500 and the other 5xx): tried once
+    ///   more elsewhere; it counts against the endpoint only when another endpoint then serves
+    ///   the request (a request every endpoint fails on is the request's fault);
+    /// - the upstream took the request and was still working when the first-byte (or, for a
+    ///   buffered answer, the idle) timeout ran out: not retried, which would repeat the work,
+    ///   and billed for its prompt; it counts against the endpoint for streams, whose response
+    ///   head comes before generation, not for buffered answers, whose head waits for all of it;
+    /// - the answer outgrew `server.max_response_bytes`: the client asked for it, so it is not
+    ///   retried and not counted, and it bills the prompt and the answer read;
+    /// - anything the upstream rejects as the request's own fault: not retried, not counted.
+    fn of(error: &GatewayError, stream: bool) -> Verdict {
+        let verdict = |retry, blame, work| Verdict { retry, blame, work };
+        match error {
+            GatewayError::UpstreamStatus {
+                status: 502..=504, ..
+            } => verdict(true, Blame::Endpoint, Work::Nothing),
+            GatewayError::UpstreamStatus { .. } => {
+                verdict(true, Blame::IfAnotherServes, Work::Nothing)
+            }
+            GatewayError::UpstreamTimeout { phase, .. } if *phase != "connect" => {
+                let blame = if stream {
+                    Blame::Endpoint
+                } else {
+                    Blame::Nobody
+                };
+                verdict(false, blame, Work::Prompt)
+            }
+            GatewayError::UpstreamResponseTooLarge { read, .. } => {
+                verdict(false, Blame::Nobody, Work::Answer { read: *read })
+            }
+            other if other.is_retryable() => verdict(true, Blame::Endpoint, Work::Nothing),
+            _ => verdict(false, Blame::Nobody, Work::Nothing),
+        }
+    }
+}
+
+pub(super) async fn forward(request: Forward<'_>) -> Result<PipelineResponse, Failed> {
     let pool = request.pool;
     pool.note_request();
     let settings = Arc::clone(&pool.snapshot().settings);
     let client = request.clients.http(settings.connect_timeout);
-    let mut tried: Vec<Arc<Endpoint>> = Vec::new();
-    let mut last_error = None;
+    let mut failures = Failures::default();
     let mut upstream_time = std::time::Duration::ZERO;
     for attempt in 0..settings.max_attempts {
         if attempt > 0 && !pool.try_retry() {
@@ -70,7 +148,7 @@ pub(super) async fn forward(request: Forward<'_>) -> Result<PipelineResponse, Ga
         }
         // A fresh snapshot per attempt sees ejections caused by the previous attempt.
         let snapshot = pool.snapshot();
-        let Some(endpoint) = pool.pick(&snapshot, &tried) else {
+        let Some(endpoint) = pool.pick(&snapshot, &failures.tried) else {
             break;
         };
         let in_flight = endpoint.start_request();
@@ -81,6 +159,9 @@ pub(super) async fn forward(request: Forward<'_>) -> Result<PipelineResponse, Ga
         match result {
             Ok(answer) => {
                 pool.report_success(&endpoint, elapsed);
+                for suspect in &failures.suspects {
+                    pool.report_failure(suspect);
+                }
                 request.metrics.observe_upstream(
                     &snapshot.service,
                     &endpoint.address,
@@ -99,49 +180,91 @@ pub(super) async fn forward(request: Forward<'_>) -> Result<PipelineResponse, Ga
                 return Ok(response);
             }
             Err(error) => {
-                let retryable = note_failure(
+                let verdict = Verdict::of(&error, request.stream);
+                note_failure(
                     &request,
-                    pool,
                     &snapshot.service,
                     &endpoint,
                     attempt,
                     &error,
                     elapsed,
                 );
-                tried.push(endpoint);
-                last_error = Some(error);
-                if !retryable {
-                    break;
+                match failures.record(pool, endpoint, error, verdict) {
+                    ControlFlow::Continue(()) => {}
+                    ControlFlow::Break(Some(failed)) => return Err(failed),
+                    ControlFlow::Break(None) => break,
                 }
             }
         }
     }
-    Err(
-        last_error.unwrap_or_else(|| GatewayError::NoHealthyEndpoint {
-            service: pool.snapshot().service.to_string(),
-        }),
-    )
+    Err(failures.into_failed(pool))
 }
 
-/// Records a failed attempt (metrics, the endpoint's health, a log line); whether another
-/// endpoint may be tried.
+/// The failed attempts of one request so far.
+#[derive(Default)]
+struct Failures {
+    tried: Vec<Arc<Endpoint>>,
+    /// Endpoints that failed on the request: blamed if another one serves it.
+    suspects: Vec<Arc<Endpoint>>,
+    last: Option<GatewayError>,
+}
+
+impl Failures {
+    /// Applies a failed attempt's verdict: whether to go on, stop, or stop with upstream work
+    /// to bill.
+    fn record(
+        &mut self,
+        pool: &UpstreamPoolHandle,
+        endpoint: Arc<Endpoint>,
+        error: GatewayError,
+        verdict: Verdict,
+    ) -> ControlFlow<Option<Failed>> {
+        match verdict.blame {
+            Blame::Endpoint => pool.report_failure(&endpoint),
+            Blame::IfAnotherServes => self.suspects.push(Arc::clone(&endpoint)),
+            Blame::Nobody => {}
+        }
+        if verdict.work != Work::Nothing {
+            return ControlFlow::Break(Some(Failed {
+                error,
+                endpoint: endpoint.address.clone(),
+                work: verdict.work,
+            }));
+        }
+        self.tried.push(endpoint);
+        self.last = Some(error);
+        // A request that two endpoints failed on is not tried on a third.
+        if !verdict.retry || self.suspects.len() >= 2 {
+            return ControlFlow::Break(None);
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn into_failed(self, pool: &UpstreamPoolHandle) -> Failed {
+        Failed {
+            error: self
+                .last
+                .unwrap_or_else(|| GatewayError::NoHealthyEndpoint {
+                    service: pool.snapshot().service.to_string(),
+                }),
+            endpoint: String::new(),
+            work: Work::Nothing,
+        }
+    }
+}
+
+/// Records a failed attempt: metrics and a log line.
 fn note_failure(
     request: &Forward<'_>,
-    pool: &UpstreamPoolHandle,
     service: &str,
     endpoint: &Arc<Endpoint>,
     attempt: u32,
     error: &GatewayError,
     elapsed: std::time::Duration,
-) -> bool {
+) {
     request
         .metrics
         .observe_upstream(service, &endpoint.address, error.code(), elapsed);
-    // A request the upstream rejected says nothing about the endpoint's health.
-    let retryable = error.is_retryable();
-    if retryable {
-        pool.report_failure(endpoint);
-    }
     tracing::warn!(
         request_id = request.request_id,
         service = %service,
@@ -150,7 +273,6 @@ fn note_failure(
         %error,
         "upstream attempt failed"
     );
-    retryable
 }
 
 fn respond(
@@ -273,11 +395,15 @@ async fn attempt_once(
     .await
     .map_err(|_| GatewayError::upstream_timeout(service, "response body", settings.idle_timeout))?
     .map_err(|error| {
-        protocol_error(if error.downcast_ref::<LengthLimitError>().is_some() {
-            format!("the response exceeds {} bytes", request.max_response_bytes)
+        if error.downcast_ref::<LengthLimitError>().is_some() {
+            GatewayError::UpstreamResponseTooLarge {
+                service: service.to_string(),
+                limit: request.max_response_bytes,
+                read: request.max_response_bytes,
+            }
         } else {
-            error_chain(&*error)
-        })
+            protocol_error(error_chain(&*error))
+        }
     })?
     .to_bytes();
     Ok(Answer::Full {

@@ -58,12 +58,20 @@ struct Envelope<'a> {
     prompt: Option<&'a RawValue>,
     #[serde(borrow, default)]
     input: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "present")]
     stream_options: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "present")]
     max_tokens: Option<&'a RawValue>,
     #[serde(borrow, default)]
     max_completion_tokens: Option<&'a RawValue>,
+}
+
+/// A member that is there, `null` included: the gateway rewrites those two members' values in
+/// place rather than adding a second member that a later `null` would override upstream.
+fn present<'de: 'a, 'a, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<&'a RawValue>, D::Error> {
+    <&'a RawValue>::deserialize(deserializer).map(Some)
 }
 
 /// A validated request.
@@ -74,10 +82,13 @@ pub struct ParsedRequest {
     pub stream: bool,
     /// Where the `model` value (quotes included) sits in the body.
     model_span: Range<usize>,
-    /// The client set `stream_options` itself.
-    has_stream_options: bool,
+    /// A stream whose client did not ask for usage itself: where its `stream_options` value
+    /// sits (`None`: the client sent none) and the value to send instead, which asks for it.
+    usage_request: Option<UsageRequest>,
     /// The larger of `max_tokens` and `max_completion_tokens`, when the client gave either.
     pub completion_limit: Option<i64>,
+    /// Where a `max_tokens` value sits (`null` included), for a reserved ceiling to replace.
+    max_tokens_span: Option<Range<usize>>,
     pub body: Bytes,
 }
 
@@ -117,69 +128,129 @@ impl ParsedRequest {
             });
         }
         let completion_limit = completion_limit(&envelope)?;
-        let start = raw_model.get().as_ptr() as usize - body.as_ptr() as usize;
-        let model_span = start..start + raw_model.get().len();
+        let stream = envelope.stream.unwrap_or(false);
+        let usage_request = if stream && kind != ApiKind::Embeddings {
+            UsageRequest::of(envelope.stream_options, &body)?
+        } else {
+            None
+        };
         Ok(ParsedRequest {
             kind,
             model: model.into_owned(),
-            stream: envelope.stream.unwrap_or(false),
-            model_span,
-            has_stream_options: envelope.stream_options.is_some(),
+            stream,
+            model_span: span_of(raw_model, &body),
+            usage_request,
             completion_limit,
+            max_tokens_span: envelope.max_tokens.map(|raw| span_of(raw, &body)),
             body: body.clone(),
         })
     }
 
-    /// The body to send upstream: unchanged when the upstream knows the model by the same name,
-    /// otherwise with only the `model` value replaced.
-    pub fn upstream_body(&self, upstream_model: &str) -> Bytes {
-        if upstream_model == self.model {
+    /// True when the gateway asks the upstream for the usage event on the client's behalf
+    /// (billing needs it), so that event must be hidden from the client, who did not ask.
+    pub fn usage_injected(&self) -> bool {
+        self.usage_request.as_ref().is_some_and(|usage| usage.hide)
+    }
+
+    /// The body to send upstream, in one copy, with every other byte as the client sent it:
+    /// - `model` replaced when the upstream knows the model by another name;
+    /// - a stream always asks for its usage (`stream_options.include_usage`, which billing
+    ///   needs): added when the client sent no `stream_options`, rewritten when it said
+    ///   `false`, `null`, nothing or said it twice;
+    /// - a completion `ceiling` the budget reserved and the client did not state goes in as
+    ///   `max_tokens`, so the upstream cannot generate past the reservation.
+    ///
+    /// With nothing to change the body is returned as it is.
+    pub fn upstream_body(&self, upstream_model: &str, ceiling: Option<i64>) -> Bytes {
+        const USAGE: &str = r#""stream_options":{"include_usage":true},"#;
+        let mut edits: Vec<(Range<usize>, Cow<'_, str>)> = Vec::with_capacity(3);
+        let brace = self.body.iter().position(|&b| b == b'{').unwrap_or(0) + 1;
+        match (ceiling, &self.max_tokens_span) {
+            (Some(tokens), None) => {
+                edits.push((brace..brace, format!(r#""max_tokens":{tokens},"#).into()));
+            }
+            // A ceiling is only set when the client's `max_tokens` is `null`.
+            (Some(tokens), Some(span)) => edits.push((span.clone(), tokens.to_string().into())),
+            (None, _) => {}
+        }
+        match &self.usage_request {
+            Some(UsageRequest { span: None, .. }) => edits.push((brace..brace, USAGE.into())),
+            Some(UsageRequest {
+                span: Some(span),
+                value,
+                ..
+            }) => edits.push((span.clone(), value.as_str().into())),
+            None => {}
+        }
+        if upstream_model != self.model {
+            let quoted = serde_json::Value::from(upstream_model).to_string();
+            edits.push((self.model_span.clone(), quoted.into()));
+        }
+        if edits.is_empty() {
             return self.body.clone();
         }
-        let quoted = serde_json::Value::from(upstream_model).to_string();
-        let mut out = BytesMut::with_capacity(self.body.len() + quoted.len());
-        out.put_slice(&self.body[..self.model_span.start]);
-        out.put_slice(quoted.as_bytes());
-        out.put_slice(&self.body[self.model_span.end..]);
+        edits.sort_by_key(|(span, _)| span.start);
+        let extra: usize = edits.iter().map(|(_, text)| text.len()).sum();
+        let mut out = BytesMut::with_capacity(self.body.len() + extra);
+        let mut at = 0;
+        for (span, text) in &edits {
+            out.put_slice(&self.body[at..span.start]);
+            out.put_slice(text.as_bytes());
+            at = span.end;
+        }
+        out.put_slice(&self.body[at..]);
         out.freeze()
     }
 }
 
-impl ParsedRequest {
-    /// True when the gateway adds `stream_options.include_usage` for billing, so the usage
-    /// event must be hidden from the client, who did not ask for it.
-    pub fn usage_injected(&self) -> bool {
-        self.stream && !self.has_stream_options && self.kind != ApiKind::Embeddings
+/// How a stream that did not ask for usage is made to: see [`ParsedRequest::upstream_body`].
+#[derive(Debug, Clone)]
+struct UsageRequest {
+    span: Option<Range<usize>>,
+    value: String,
+    /// The client did not ask: the usage event is the gateway's, not the client's.
+    hide: bool,
+}
+
+impl UsageRequest {
+    /// `None` when the client asked for usage itself, exactly once; a `stream_options` that is
+    /// neither an object nor `null` is the client's mistake (400).
+    fn of(raw: Option<&RawValue>, body: &[u8]) -> Result<Option<UsageRequest>, GatewayError> {
+        let Some(raw) = raw else {
+            return Ok(Some(UsageRequest {
+                span: None,
+                value: String::new(),
+                hide: true,
+            }));
+        };
+        let invalid = || GatewayError::InvalidParameter {
+            param: "stream_options",
+            message: "must be an object".into(),
+        };
+        let options: Option<serde_json::Map<String, serde_json::Value>> =
+            serde_json::from_str(raw.get()).map_err(|_| invalid())?;
+        // `null` is there, and gets a value of its own in its place.
+        let mut options = options.unwrap_or_default();
+        let asked = options.get("include_usage") == Some(&serde_json::Value::Bool(true));
+        // A repeated key leaves the last one in the map; upstreams may read the first.
+        let said_once =
+            memchr::memmem::find_iter(raw.get().as_bytes(), b"\"include_usage\"").count() == 1;
+        if asked && said_once {
+            return Ok(None);
+        }
+        options.insert("include_usage".into(), serde_json::Value::Bool(true));
+        Ok(Some(UsageRequest {
+            span: Some(span_of(raw, body)),
+            value: serde_json::Value::Object(options).to_string(),
+            hide: !asked,
+        }))
     }
 }
 
-/// The body as sent upstream: a streaming request asks for its usage chunk
-/// (`stream_options.include_usage`, which billing needs) unless the client set
-/// `stream_options` itself, and a request whose budget reserved a completion `ceiling` it did
-/// not state is told it as `max_tokens`, so the upstream cannot generate past the reservation.
-/// Members are spliced in after the opening brace, in one copy, so every other byte stays as
-/// sent; with nothing to add the body is returned as it is.
-pub fn with_injected(request: &ParsedRequest, body: Bytes, ceiling: Option<i64>) -> Bytes {
-    const USAGE: &[u8] = br#""stream_options":{"include_usage":true},"#;
-    let usage = request.usage_injected();
-    if !usage && ceiling.is_none() {
-        return body;
-    }
-    let Some(brace) = body.iter().position(|&b| b == b'{') else {
-        return body;
-    };
-    let ceiling = ceiling.map(|tokens| format!(r#""max_tokens":{tokens},"#));
-    let extra = ceiling.as_ref().map_or(0, String::len) + if usage { USAGE.len() } else { 0 };
-    let mut out = BytesMut::with_capacity(body.len() + extra);
-    out.put_slice(&body[..=brace]);
-    if usage {
-        out.put_slice(USAGE);
-    }
-    if let Some(ceiling) = &ceiling {
-        out.put_slice(ceiling.as_bytes());
-    }
-    out.put_slice(&body[brace + 1..]);
-    out.freeze()
+/// Where a borrowed raw value sits in the body it was parsed from.
+fn span_of(raw: &RawValue, body: &[u8]) -> Range<usize> {
+    let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
+    start..start + raw.get().len()
 }
 
 /// The larger completion limit the client gave. Each must be a non-negative integer (or
@@ -273,46 +344,86 @@ mod tests {
         let body = r#"{ "temperature": 0, "model" : "smol\/x", "messages": [{"role":"user","content":"model"}] }"#;
         let request = parse(ApiKind::ChatCompletions, body).expect("valid");
         assert_eq!(request.model, "smol/x");
-        let rewritten = request.upstream_body("Smol \"2\"");
+        let rewritten = request.upstream_body("Smol \"2\"", None);
         assert_eq!(
             std::str::from_utf8(&rewritten).expect("utf8"),
             r#"{ "temperature": 0, "model" : "Smol \"2\"", "messages": [{"role":"user","content":"model"}] }"#
         );
         assert_eq!(
-            request.upstream_body("smol/x"),
+            request.upstream_body("smol/x", None),
             Bytes::copy_from_slice(body.as_bytes())
         );
     }
 
+    fn sent(request: &ParsedRequest, model: &str, ceiling: Option<i64>) -> serde_json::Value {
+        serde_json::from_slice(&request.upstream_body(model, ceiling)).expect("still JSON")
+    }
+
     #[test]
-    fn streaming_requests_ask_for_usage_once() {
-        let request = parse(
-            ApiKind::ChatCompletions,
-            r#" {"model":"a/b","stream":true,"messages":[{}]}"#,
-        )
-        .expect("valid");
-        let body = with_injected(&request, request.body.clone(), None);
-        let value: serde_json::Value = serde_json::from_slice(&body).expect("still JSON");
+    fn streaming_requests_always_ask_for_usage() {
+        let chat = ApiKind::ChatCompletions;
+        let request = parse(chat, r#" {"model":"a/b","stream":true,"messages":[{}]}"#).expect("ok");
+        let value = sent(&request, "a/b", None);
         assert_eq!(value["stream_options"]["include_usage"], true);
         assert_eq!(value["model"], "a/b");
-        let own = parse(ApiKind::ChatCompletions, r#"{"model":"a/b","stream":true,"stream_options":{"include_usage":false},"messages":[{}]}"#).expect("valid");
-        assert_eq!(with_injected(&own, own.body.clone(), None), own.body);
-        let plain = parse(
-            ApiKind::ChatCompletions,
-            r#"{"model":"a/b","messages":[{}]}"#,
-        )
-        .expect("valid");
-        assert_eq!(with_injected(&plain, plain.body.clone(), None), plain.body);
-        // A reserved ceiling the client did not state goes upstream with the usage request.
-        let body = with_injected(&request, request.body.clone(), Some(64));
-        let value: serde_json::Value = serde_json::from_slice(&body).expect("still JSON");
-        assert_eq!(value["max_tokens"], 64);
-        assert_eq!(value["stream_options"]["include_usage"], true);
-        let body = with_injected(&plain, plain.body.clone(), Some(7));
-        let value: serde_json::Value = serde_json::from_slice(&body).expect("still JSON");
+        assert!(request.usage_injected());
+        // A client that asked itself, once, is forwarded untouched and sees its usage event.
+        let own = parse(chat, r#"{"model":"a/b","stream":true,"stream_options":{"include_usage":true},"messages":[{}]}"#).expect("ok");
+        assert_eq!(own.upstream_body("a/b", None), own.body);
+        assert!(!own.usage_injected());
+        // Saying no, null, nothing or twice cannot turn the upstream's count off.
+        for options in [
+            r#"{"include_usage":false}"#,
+            r#"{"include_usage":null,"other":1}"#,
+            "null",
+            "{}",
+            r#"{"include_usage":false,"include_usage":true}"#,
+            r#"{"include_usage":true,"include_usage":false}"#,
+        ] {
+            let body = format!(
+                r#"{{"model":"a/b","stream":true,"stream_options":{options},"messages":[{{}}]}}"#
+            );
+            let request = parse(chat, &body).expect(options);
+            let value = sent(&request, "c/d", Some(9));
+            assert_eq!(value["stream_options"]["include_usage"], true, "{options}");
+            assert_eq!(
+                (value["model"].as_str(), value["max_tokens"].as_i64()),
+                (Some("c/d"), Some(9))
+            );
+            let forwarded = request.upstream_body("c/d", Some(9));
+            let asked = memchr::memmem::find_iter(&forwarded, b"include_usage").count();
+            assert_eq!(asked, 1, "{options}: one include_usage goes upstream");
+            if options.contains("other") {
+                assert_eq!(value["stream_options"]["other"], 1);
+            }
+        }
+        let wrong = r#"{"model":"a/b","stream":true,"stream_options":[true],"messages":[{}]}"#;
+        check_error(chat, wrong, "invalid_parameter", "must be an object");
+        // Non-streaming requests and embeddings are left alone.
+        let plain = parse(chat, r#"{"model":"a/b","messages":[{}]}"#).expect("ok");
+        assert_eq!(plain.upstream_body("a/b", None), plain.body);
+        assert!(!plain.usage_injected());
+        // A reserved ceiling the client did not state goes upstream.
+        let value = sent(&plain, "a/b", Some(7));
         assert_eq!(
             (value["max_tokens"].as_i64(), value["model"].as_str()),
             (Some(7), Some("a/b"))
+        );
+        // A `null` the client sent is replaced, not shadowed by a second member.
+        let null = parse(chat, r#"{"model":"a/b","max_tokens":null,"messages":[{}]}"#).expect("ok");
+        let forwarded = null.upstream_body("a/b", Some(7));
+        assert_eq!(
+            memchr::memmem::find_iter(&forwarded, b"max_tokens").count(),
+            1
+        );
+        assert_eq!(sent(&null, "a/b", Some(7))["max_tokens"], 7);
+        let value = sent(&request, "a/b", Some(64));
+        assert_eq!(
+            (
+                value["max_tokens"].as_i64(),
+                value["stream_options"]["include_usage"].as_bool()
+            ),
+            (Some(64), Some(true))
         );
     }
 

@@ -46,10 +46,56 @@ struct ChoiceView<'a> {
     text: Option<std::borrow::Cow<'a, str>>,
 }
 
+/// What a stream's delta generates: text, a refusal, reasoning, and tool calls (their names and
+/// arguments are generated tokens too, and bill as such when the upstream gives no usage).
 #[derive(serde::Deserialize)]
 struct DeltaView<'a> {
     #[serde(default, borrow)]
     content: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    refusal: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reasoning_content: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    tool_calls: Option<serde_json::Value>,
+    #[serde(default)]
+    function_call: Option<serde_json::Value>,
+}
+
+impl DeltaView<'_> {
+    fn push_text(&self, out: &mut String) {
+        for text in [&self.content, &self.refusal, &self.reasoning_content]
+            .into_iter()
+            .flatten()
+        {
+            out.push_str(text);
+        }
+        for calls in [&self.tool_calls, &self.function_call]
+            .into_iter()
+            .flatten()
+        {
+            push_generated(calls, out);
+        }
+    }
+}
+
+/// Appends every string a model generated in `value` (a message, a delta, tool calls): all
+/// string values except the bookkeeping the upstream adds (`role`, `id`, `type`,
+/// `finish_reason`). Estimates bill from it when the upstream reports no usage.
+pub fn push_generated(value: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => out.push_str(text),
+        Value::Array(items) => items.iter().for_each(|item| push_generated(item, out)),
+        Value::Object(members) => {
+            for (name, member) in members {
+                if !matches!(name.as_str(), "role" | "id" | "type" | "finish_reason") {
+                    push_generated(member, out);
+                }
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -111,8 +157,12 @@ impl SseScanner {
     /// Reads usage and delivered text from one event; events without them cost one search.
     fn account(&mut self, data: &[u8]) {
         let has_usage = memmem::find(data, b"\"usage\"").is_some();
-        let has_text = memmem::find(data, b"\"content\"").is_some()
-            || memmem::find(data, b"\"text\"").is_some();
+        // `content"` also finds `reasoning_content`.
+        let has_text = memmem::find(data, b"content\"").is_some()
+            || memmem::find(data, b"\"text\"").is_some()
+            || memmem::find(data, b"\"tool_calls\"").is_some()
+            || memmem::find(data, b"\"function_call\"").is_some()
+            || memmem::find(data, b"\"refusal\"").is_some();
         if !has_usage && !has_text {
             return;
         }
@@ -123,8 +173,11 @@ impl SseScanner {
             self.usage = Some((usage.prompt_tokens, usage.completion_tokens));
         }
         for choice in chunk.choices {
-            if let Some(text) = choice.delta.and_then(|d| d.content).or(choice.text) {
-                self.delivered_text.push_str(&text);
+            if let Some(delta) = &choice.delta {
+                delta.push_text(&mut self.delivered_text);
+            }
+            if let Some(text) = &choice.text {
+                self.delivered_text.push_str(text);
             }
         }
     }

@@ -15,8 +15,13 @@ use awc::http::Uri;
 
 use super::GrpcChannels;
 
-/// Idle keep-alive connections are closed after this long.
+/// Idle keep-alive connections are closed after this long (awc: probes, model lists, Consul).
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
+/// Idle proxied connections are closed after this long: before the upstream closes them
+/// itself, as uvicorn and actix-web do after 5 idle seconds. A server's close that crosses a
+/// request on the wire breaks that request (a 502 the client did nothing for), and a POST
+/// cannot be resent safely; closing first leaves no such race.
+const UPSTREAM_IDLE: Duration = Duration::from_secs(4);
 /// awc connections are recycled after this long even when busy, so DNS changes are seen.
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
 
@@ -77,7 +82,7 @@ fn http_connector(connect_timeout: Duration) -> hyper_util::client::legacy::conn
 
 fn build_http_client(connect_timeout: Duration) -> HttpClient {
     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_idle_timeout(KEEP_ALIVE)
+        .pool_idle_timeout(UPSTREAM_IDLE)
         .pool_timer(hyper_util::rt::TokioTimer::new())
         .build(http_connector(connect_timeout))
 }

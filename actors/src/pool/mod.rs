@@ -166,6 +166,11 @@ impl UpstreamPool {
                     ..member
                 },
                 None => {
+                    if self.settings.api_key.is_some() && !spec.is_loopback() {
+                        tracing::warn!(service = %self.service, endpoint = %address,
+                            "this service's api_key is sent to this endpoint over plain http, \
+                             unencrypted across the network");
+                    }
                     added.push(address.clone());
                     Member {
                         endpoint: Endpoint::new(spec),

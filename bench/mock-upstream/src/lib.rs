@@ -20,13 +20,21 @@ pub enum Mode {
     Normal,
     /// Answer every request with HTTP 500.
     Fail,
+    /// Answer every request with HTTP 503, as an overloaded server does.
+    Unavailable,
     /// Never answer.
     Hang,
     /// Answer every request with HTTP 400 and an OpenAI-shaped error.
     Reject,
     /// Stream `n` chunks, then end without `finish_reason` or `[DONE]`.
     TruncateAfter(usize),
+    /// Answer chat with a tool call ([`TOOL_ARGUMENTS`]) and no text; a buffered answer
+    /// carries no `usage`, a stream only when asked for it.
+    ToolCalls,
 }
+
+/// The arguments of [`Mode::ToolCalls`]' tool call: generated text of a known size.
+pub const TOOL_ARGUMENTS: &str = r#"{"city":"Amsterdam","days":5,"units":"metric","detail":"hourly forecast with precipitation, wind speed and direction, humidity, pressure and the feels-like temperature for each hour"}"#;
 
 /// Behaviour and counters shared between the test and the server.
 #[derive(Debug)]
@@ -209,11 +217,16 @@ async fn completion(
             return HttpResponse::InternalServerError()
                 .json(json!({"error": {"message": "mock failure", "type": "server_error", "code": null}}))
         }
+        Mode::Unavailable => {
+            return HttpResponse::ServiceUnavailable()
+                .json(json!({"error": {"message": "mock overloaded", "type": "server_error", "code": null}}))
+        }
         Mode::Hang => std::future::pending::<()>().await,
         Mode::Reject => {
             return HttpResponse::BadRequest()
                 .json(json!({"error": {"message": "mock rejects this request", "type": "invalid_request_error", "code": "mock_reject"}}))
         }
+        Mode::ToolCalls => return tool_call_reply(&parsed),
         Mode::Normal | Mode::TruncateAfter(_) => {}
     }
     if !state.latency.is_zero() {
@@ -251,6 +264,44 @@ async fn completion(
             "choices": [choice],
             "usage": {"prompt_tokens": 5, "completion_tokens": state.chunks, "total_tokens": 5 + state.chunks}
         }))
+}
+
+/// [`Mode::ToolCalls`]: the arguments in two deltas when streamed, usage only when asked.
+fn tool_call_reply(parsed: &Value) -> HttpResponse {
+    let call = |arguments: &str| {
+        json!([{"index": 0, "id": "call_1", "type": "function",
+        "function": {"name": "get_weather", "arguments": arguments}}])
+    };
+    if parsed.get("stream").and_then(Value::as_bool) != Some(true) {
+        return HttpResponse::Ok().json(json!({
+            "id": "cmpl-tools", "object": "chat.completion", "created": 0, "model": "m",
+            "choices": [{"index": 0, "finish_reason": "tool_calls",
+                "message": {"role": "assistant", "content": null, "tool_calls": call(TOOL_ARGUMENTS)}}]
+        }));
+    }
+    let (first, second) = TOOL_ARGUMENTS.split_at(TOOL_ARGUMENTS.len() / 2);
+    let chunk = |delta: Value, finish: Value| {
+        let event = json!({"id": "cmpl-tools", "object": "chat.completion.chunk", "created": 0,
+            "model": "m", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+        format!("data: {event}\n\n")
+    };
+    let mut body = chunk(
+        json!({"role": "assistant", "tool_calls": call(first)}),
+        Value::Null,
+    );
+    body += &chunk(
+        json!({"tool_calls": [{"index": 0, "function": {"arguments": second}}]}),
+        json!("tool_calls"),
+    );
+    if parsed.pointer("/stream_options/include_usage") == Some(&Value::Bool(true)) {
+        let event = json!({"id": "cmpl-tools", "object": "chat.completion.chunk", "created": 0,
+            "model": "m", "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 50, "total_tokens": 55}});
+        body += &format!("data: {event}\n\n");
+    }
+    body += "data: [DONE]\n\n";
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .body(body)
 }
 
 /// Marks a stream cancelled if it is dropped before it finished.

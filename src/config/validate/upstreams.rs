@@ -31,6 +31,12 @@ pub(super) fn services(
         let settings = service_settings(&defaults, overrides, &format!("services.{name}"), errors);
         services.insert(name.clone(), settings);
     }
+    // A default `api_key` belongs to the services the configuration names; a service only
+    // discovery knows of (any Consul or Kubernetes registration) is never sent it.
+    let defaults = ServiceSettings {
+        api_key: None,
+        ..defaults
+    };
     (defaults, services)
 }
 

@@ -80,11 +80,10 @@ async fn chat(call: GrpcCall<'_>) -> Result<GrpcAnswer, GatewayError> {
             .await
             .map_err(|_| GatewayError::upstream_timeout(service, "response", limit))?
             .map_err(|status| status_error(service, status, limit))?
-            .ok_or_else(|| {
-                GatewayError::upstream_protocol(
-                    service,
-                    "the answer exceeds the response size limit",
-                )
+            .ok_or_else(|| GatewayError::UpstreamResponseTooLarge {
+                service: service.to_string(),
+                limit: call.max_response_bytes,
+                read: call.max_response_bytes,
             })?;
         return completion.finish().map(GrpcAnswer::Full).ok_or_else(|| {
             GatewayError::upstream_protocol(service, "the Chat stream ended without a last chunk")

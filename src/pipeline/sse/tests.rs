@@ -89,3 +89,34 @@ proptest! {
         prop_assert!(!scan(&[&stream[..cut.min(end_marker + 16)]]));
     }
 }
+
+/// Without a usage event, everything generated is delivered text for the estimate: content,
+/// refusals, reasoning, and tool-call names and arguments (not ids, types or roles).
+#[test]
+fn delivered_text_includes_tool_calls_and_reasoning() {
+    let mut scanner = SseScanner::default();
+    scanner.feed(
+        br#"data: {"choices":[{"delta":{"role":"assistant","reasoning_content":"think "}}]}"#,
+    );
+    scanner.feed(b"\n\n");
+    scanner.feed(br#"data: {"choices":[{"delta":{"tool_calls":[{"index":0,"id":"call_9","type":"function","function":{"name":"lookup","arguments":"{\"q\":"}}]}}]}"#);
+    scanner.feed(b"\n\n");
+    scanner.feed(br#"data: {"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\"x\"}"}}]},"finish_reason":"tool_calls"}]}"#);
+    scanner.feed(
+        b"\n\ndata: {\"choices\":[{\"delta\":{\"refusal\":\" no\",\"content\":\" ok\"}}]}\n\n",
+    );
+    scanner.feed(b"data: {\"choices\":[{\"text\":\" more\"}]}\n\n");
+    scanner.finish();
+    let text = &scanner.delivered_text;
+    for generated in [
+        "think ", "lookup", "{\"q\":", "\"x\"}", " ok", " no", " more",
+    ] {
+        assert!(
+            text.contains(generated),
+            "{generated:?} missing from {text:?}"
+        );
+    }
+    for bookkeeping in ["call_9", "function", "assistant", "tool_calls"] {
+        assert!(!text.contains(bookkeeping), "{bookkeeping:?} in {text:?}");
+    }
+}
