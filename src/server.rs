@@ -14,7 +14,8 @@ use actors::UpstreamRegistryHandle;
 use anyhow::Context as _;
 use tracing_actix_web::TracingLogger;
 
-use actors::keys::{BudgetLedger, KeyCache, KeyCacheSettings};
+use actors::budget::BudgetLedger;
+use actors::keys::{KeyCache, KeyCacheSettings};
 use actors::limits::{ConcurrencyLimiter, LimiterUpkeep, RateLimiter, SharedLimiter};
 use actors::store::Store;
 use actors::usage::{UsageHandle, UsageRecorder};

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use actors::keys::Reservation;
+use actors::budget::Reservation;
 use actors::limits::{ConcurrencyPermit, TokenReservation};
 use actors::store::now_millis;
 use actors::store::usage::UsageEvent;

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use actix_web::http::header::{HeaderName, HeaderValue};
-use actors::keys::{ApiKey, BudgetError, Reservation};
+use actors::budget::{BudgetError, Reservation};
+use actors::keys::ApiKey;
 use actors::routing::Route;
 use actors::tokens::WorstCase;
 use actors::UpstreamPoolHandle;
