@@ -1,9 +1,20 @@
 //! Budgets hold against a hostile client: the reservation covers whichever completion limit
-//! the upstream obeys, and the upstream is told the ceiling that was reserved.
+//! the upstream obeys, and the upstream is told the ceiling that was reserved. The ledger
+//! shared through Redis stays exact: settlements survive a Redis hiccup apart from cache
+//! traffic, and a dead replica's reservations run out with their lease.
 
 mod common;
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actors::budget::{BudgetError, BudgetLedger};
+use actors::shared::{LedgerState, SharedRedis};
+use actors::store::keys::{KeyLimits, NewKey};
+use actors::store::{now_millis, DatabaseTarget, Store};
 use awc::http::Method;
+use common::shared_redis::*;
 use common::*;
 use serde_json::{json, Value};
 
@@ -153,4 +164,182 @@ async fn hostile_completion_limits_are_refused_on_a_budgeted_key() {
     }
     assert_eq!(upstream.state.requests(), 0, "nothing reached the upstream");
     gateway.stop().await;
+}
+
+/// A migrated store on `db` holding one key with a token budget of `budget`; the temporary
+/// directory holds the SQLite file.
+async fn store_with_key(db: Db, budget: i64) -> (Store, DatabaseTarget, i64, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = match db {
+        Db::Sqlite => DatabaseTarget::Sqlite(dir.path().join("ledger.db")),
+        Db::Postgres => DatabaseTarget::Postgres(fresh_postgres_database().await),
+    };
+    Store::migrate(&target).expect("migrations");
+    let store = Store::open(&target, 4).expect("store");
+    let (key, _) = store
+        .create_key(&NewKey {
+            name: "budgeted".into(),
+            owner: None,
+            limits: KeyLimits {
+                token_budget: Some(budget),
+                ..KeyLimits::default()
+            },
+        })
+        .await
+        .expect("key");
+    (store, target, key.id, dir)
+}
+
+/// A `SharedRedis` on the test Redis under `prefix`.
+fn shared_ledger(url: &str, prefix: &str, lease: Duration) -> Arc<SharedRedis> {
+    SharedRedis::new(&shared_settings(url, prefix, Duration::from_secs(2), lease)).expect("redis")
+}
+
+/// Key `key_id`'s ledger as Redis holds it.
+async fn ledger_state(observer: &SharedRedis, key_id: i64) -> LedgerState {
+    observer
+        .budget_ledger(key_id)
+        .await
+        .expect("redis answers")
+        .expect("the ledger exists")
+}
+
+/// Waits until key `key_id`'s ledger holds `used` tokens and nothing reserved.
+async fn wait_for_ledger(observer: &SharedRedis, key_id: i64, used: i64) {
+    wait_for(&format!("the ledger to settle at {used} used"), || async {
+        observer
+            .budget_ledger(key_id)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|l| (l.used, l.reserved) == (used, 0))
+    })
+    .await;
+}
+
+/// A settlement that meets a Redis hiccup is retried until Redis takes it, and cached answers
+/// cannot crowd it out: while Redis hangs, a flood of cache writes overflows their queue (and
+/// is dropped), yet the settlement is applied once Redis answers again. Before, settlements
+/// shared that queue and were dropped after one failed attempt, leaving the reservation held.
+#[actix_rt::test]
+async fn a_settlement_survives_a_redis_hiccup_and_is_not_crowded_out_by_cache_writes() {
+    let url = redis_url();
+    require_redis(&url);
+    let prefix = unique_prefix();
+    let (store, _target, key_id, _dir) = store_with_key(Db::Sqlite, 1_000).await;
+    let proxy = RedisProxy::start(&url);
+    let settings = shared_settings(
+        &proxy.url,
+        &prefix,
+        Duration::from_millis(100),
+        Duration::from_secs(60),
+    );
+    let shared = SharedRedis::new(&settings).expect("redis");
+    let ledger = BudgetLedger::new(store).with_shared(Arc::clone(&shared));
+    let observer = shared_ledger(&url, &prefix, Duration::from_secs(60));
+    let reservation = ledger.reserve(key_id, 1_000, 100).await.expect("reserved");
+    assert_eq!(ledger_state(&observer, key_id).await.reserved, 100);
+
+    proxy.hang();
+    for i in 0..12_000 {
+        shared.cache_put(&format!("answer-{i}"), vec![0; 64], Duration::from_secs(60));
+    }
+    assert!(
+        shared.dropped_writes() > 0,
+        "the cache write queue overflowed"
+    );
+    reservation.settle(60, now_millis());
+    let counters = shared.budget_counters();
+    wait_for("a failed settlement attempt", || async {
+        counters.settlement_retries.load(Ordering::Relaxed) > 0
+    })
+    .await;
+    let state = ledger_state(&observer, key_id).await;
+    assert_eq!((state.used, state.reserved), (0, 100), "not applied yet");
+
+    proxy.recover();
+    wait_for_ledger(&observer, key_id, 60).await;
+    assert_eq!(counters.settlements_abandoned.load(Ordering::Relaxed), 0);
+}
+
+/// Reserves the whole budget (100) in a replica that then dies holding it: its own runtime (and
+/// with it the settlement and lease-renewal tasks) ends, and nothing settles or releases it.
+fn reserve_and_die(target: DatabaseTarget, url: &str, prefix: &str, lease: Duration, key_id: i64) {
+    let settings = shared_settings(url, prefix, Duration::from_secs(2), lease);
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let shared = SharedRedis::new(&settings).expect("redis");
+            let store = Store::open(&target, 2).expect("store");
+            let ledger = BudgetLedger::new(store).with_shared(shared);
+            let reservation = ledger.reserve(key_id, 100, 100).await.expect("reserved");
+            std::mem::forget(reservation);
+        });
+    })
+    .join()
+    .expect("the dead replica");
+}
+
+/// A replica that dies mid-request (crash, deploy) leaves its reservation in the shared
+/// ledger; its lease runs out and the budget is available again, while a live replica's
+/// long request keeps its reservation past the lease by renewing it. Before, the dead
+/// replica's reservation held the budget until the ledger idled out (15 minutes).
+#[actix_rt::test]
+async fn a_dead_replicas_reservation_runs_out_with_its_lease_and_a_live_one_is_renewed() {
+    let url = redis_url();
+    require_redis(&url);
+    let prefix = unique_prefix();
+    let lease = Duration::from_secs(1);
+    let (store, target, key_id, _dir) = store_with_key(Db::Sqlite, 100).await;
+    reserve_and_die(target, &url, &prefix, lease, key_id);
+    let live = BudgetLedger::new(store).with_shared(shared_ledger(&url, &prefix, lease));
+    assert!(
+        matches!(
+            live.reserve(key_id, 100, 1).await,
+            Err(BudgetError::Exhausted { reserved: 100, .. })
+        ),
+        "the dead replica's reservation holds the budget"
+    );
+    let held = std::cell::RefCell::new(None);
+    wait_for("the dead replica's lease to run out", || async {
+        let reservation = live.reserve(key_id, 100, 100).await.ok();
+        let reserved = reservation.is_some();
+        *held.borrow_mut() = reservation;
+        reserved
+    })
+    .await;
+
+    // The live reservation is the ledger's `r:<id>` holding 100 (the dead one's record is
+    // kept at 0 for one more lease); its lease deadline is its score in `…:leases`.
+    let fields = redis_cli(&url, &["HGETALL", &format!("{prefix}:budget:{key_id}")]);
+    let fields: Vec<&str> = fields.lines().collect();
+    let live_id = fields
+        .chunks(2)
+        .find_map(|pair| match pair {
+            [field, "100"] => field.strip_prefix("r:"),
+            _ => None,
+        })
+        .expect("the live reservation");
+    let leases = format!("{prefix}:budget:{key_id}:leases");
+    let deadline = || -> f64 {
+        let score = redis_cli(&url, &["ZSCORE", &leases, live_id]);
+        score.parse().expect("a lease deadline")
+    };
+    let renewed_past = deadline() + 2.0 * lease.as_millis() as f64;
+    wait_for(
+        "the live reservation's lease to be renewed twice",
+        || async { deadline() >= renewed_past },
+    )
+    .await;
+    assert!(
+        matches!(
+            live.reserve(key_id, 100, 1).await,
+            Err(BudgetError::Exhausted { .. })
+        ),
+        "a renewed reservation still holds its tokens past its first deadline"
+    );
+    drop(held);
 }

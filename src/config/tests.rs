@@ -487,6 +487,7 @@ fn rate_limit_and_redis_variables_apply() {
             ("REDIS_URL", "redis://:hunter2@127.0.0.1:6379/0"),
             ("REDIS_KEY_PREFIX", "edge1"),
             ("REDIS_TIMEOUT_MS", "20"),
+            ("REDIS_BUDGET_LEASE_MS", "5000"),
         ],
     )
     .expect("valid");
@@ -506,6 +507,7 @@ fn rate_limit_and_redis_variables_apply() {
         (redis.prefix.as_str(), redis.timeout),
         ("edge1", Duration::from_millis(20))
     );
+    assert_eq!(redis.budget_lease, Duration::from_secs(5));
     assert!(!config.render_masked().contains("hunter2"));
 }
 
@@ -533,6 +535,11 @@ fn bad_rate_limit_settings_are_reported() {
         &[],
         &[("RATE_LIMIT_REDIS_FAILURE", "panic")],
         &["redis_failure"],
+    );
+    check_error(
+        &[],
+        &[("REDIS_BUDGET_LEASE_MS", "0")],
+        &["redis.budget_lease_ms"],
     );
 }
 

@@ -1,11 +1,17 @@
 //! The token-budget ledger: a request reserves its worst case before forwarding and settles to
 //! what it really used, so concurrent requests can never overspend a key's budget together.
+//!
+//! Without Redis the ledger is this process's ([`BudgetLedger::reserve`] decides on atomics).
+//! With Redis every replica shares one ledger per key ([`crate::shared`]'s budget scripts):
+//! reservations are leased to their process, and settlements are retried until Redis takes
+//! them. When Redis cannot decide, this process's ledger decides.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::store::{Store, StoreError};
+use crate::shared::{BudgetAnswer, BudgetSeed, SharedRedis};
+use crate::store::{now_millis, Store, StoreError};
 
 /// One key's spending: settled tokens plus tokens reserved by requests in flight.
 #[derive(Debug, Default)]
@@ -40,7 +46,15 @@ pub struct BudgetLedger {
     accounts: Arc<Mutex<HashMap<i64, Arc<BudgetAccount>>>>,
     /// With Redis, the ledger every replica shares; the in-process accounts then only decide
     /// while Redis fails.
-    shared: Option<Arc<crate::shared::SharedRedis>>,
+    shared: Option<Arc<SharedRedis>>,
+}
+
+/// A reservation the shared ledger holds: which ledger, key and reservation id.
+#[derive(Debug)]
+struct SharedHold {
+    ledger: Arc<SharedRedis>,
+    key_id: i64,
+    id: u64,
 }
 
 /// Tokens held for one request until it settles. Dropping it unsettled releases them.
@@ -49,43 +63,44 @@ pub struct Reservation {
     account: Arc<BudgetAccount>,
     amount: i64,
     settled: bool,
-    /// Set when the shared ledger holds the reservation: (ledger, key id).
-    shared: Option<(Arc<crate::shared::SharedRedis>, i64)>,
+    /// Set when the shared ledger holds the reservation.
+    shared: Option<SharedHold>,
 }
 
 impl Reservation {
-    /// Replaces the reservation with the tokens actually used.
-    pub fn settle(mut self, used: i64) {
+    /// Replaces the reservation with the tokens actually used, billed at `billed_at_ms` (Unix
+    /// ms): the `created_at` of the request's usage event, by which the shared ledger and
+    /// reconciliation tell the database's part of the use from the ledger's.
+    pub fn settle(mut self, used: i64, billed_at_ms: i64) {
         // The local account learns the spending either way, so a fallback after a Redis
         // failure starts from this process's best view.
         self.account.used.fetch_add(used.max(0), Ordering::SeqCst);
-        match &self.shared {
-            Some((ledger, key_id)) => ledger.settle_budget(*key_id, self.amount, used.max(0)),
-            None => {
-                self.account
-                    .reserved
-                    .fetch_sub(self.amount, Ordering::SeqCst);
-            }
-        }
+        self.end(used.max(0), billed_at_ms);
         self.settled = true;
     }
 
     pub fn amount(&self) -> i64 {
         self.amount
     }
+
+    fn end(&self, used: i64, billed_at_ms: i64) {
+        match &self.shared {
+            Some(hold) => hold
+                .ledger
+                .settle_budget(hold.key_id, hold.id, used, billed_at_ms),
+            None => {
+                self.account
+                    .reserved
+                    .fetch_sub(self.amount, Ordering::SeqCst);
+            }
+        }
+    }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
         if !self.settled {
-            match &self.shared {
-                Some((ledger, key_id)) => ledger.settle_budget(*key_id, self.amount, 0),
-                None => {
-                    self.account
-                        .reserved
-                        .fetch_sub(self.amount, Ordering::SeqCst);
-                }
-            }
+            self.end(0, now_millis());
         }
     }
 }
@@ -101,9 +116,14 @@ impl BudgetLedger {
 
     /// Budgets shared by every replica through Redis (one atomic script per reservation). When
     /// Redis fails, this process's ledger decides, as for the other limits' `local` fallback.
-    pub fn with_shared(mut self, shared: Arc<crate::shared::SharedRedis>) -> Self {
+    pub fn with_shared(mut self, shared: Arc<SharedRedis>) -> Self {
         self.shared = Some(shared);
         self
+    }
+
+    /// The shared ledger, when budgets go through Redis.
+    pub fn shared(&self) -> Option<&Arc<SharedRedis>> {
+        self.shared.as_ref()
     }
 
     /// Tokens this process's accounts hold for requests in flight (the shared ledger's own
@@ -123,7 +143,8 @@ impl BudgetLedger {
     }
 
     /// Reserves `amount` tokens of `budget` for a request of key `key_id`. The first use of a
-    /// key reads what it has already used from the database; after that no query is made.
+    /// key reads what it has already used from the database; after that no query is made
+    /// (the shared ledger reads it once more when it is seeded).
     pub async fn reserve(
         &self,
         key_id: i64,
@@ -177,23 +198,28 @@ impl BudgetLedger {
     /// The shared ledger's decision; `Err` when Redis could not decide.
     async fn reserve_shared(
         &self,
-        ledger: &Arc<crate::shared::SharedRedis>,
+        ledger: &Arc<SharedRedis>,
         account: &Arc<BudgetAccount>,
         key_id: i64,
         budget: i64,
         amount: i64,
     ) -> Result<Result<Reservation, BudgetError>, String> {
-        use crate::shared::BudgetAnswer;
-        let mut answer = ledger.reserve_budget(key_id, budget, amount, None).await?;
+        // The reservation's name in the ledger, so its settlement can be retried safely.
+        let id = rand::random::<u64>();
+        let mut answer = ledger
+            .reserve_budget(key_id, budget, amount, id, None)
+            .await?;
         if answer == BudgetAnswer::Missing {
-            // First use anywhere (or after the ledger idled out): seed it from the database.
-            let used = self
-                .store
-                .tokens_used(key_id)
-                .await
-                .map_err(|e| e.to_string())?;
+            // First use anywhere (or after the ledger idled out): seed it from the database
+            // with the use billed before now; settlements billed from now on add the rest.
+            let cutoff = now_millis();
+            let used = match self.store.tokens_used_before(key_id, cutoff).await {
+                Ok(used) => used,
+                Err(error) => return Ok(Err(error.into())),
+            };
+            let seed = BudgetSeed { used, cutoff };
             answer = ledger
-                .reserve_budget(key_id, budget, amount, Some(used))
+                .reserve_budget(key_id, budget, amount, id, Some(seed))
                 .await?;
         }
         Ok(match answer {
@@ -201,7 +227,11 @@ impl BudgetLedger {
                 account: Arc::clone(account),
                 amount,
                 settled: false,
-                shared: Some((Arc::clone(ledger), key_id)),
+                shared: Some(SharedHold {
+                    ledger: Arc::clone(ledger),
+                    key_id,
+                    id,
+                }),
             }),
             BudgetAnswer::Refused { used, reserved } => Err(BudgetError::Exhausted {
                 budget,
