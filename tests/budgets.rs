@@ -1,7 +1,8 @@
 //! Budgets hold against a hostile client: the reservation covers whichever completion limit
 //! the upstream obeys, and the upstream is told the ceiling that was reserved. The ledger
 //! shared through Redis stays exact: settlements survive a Redis hiccup apart from cache
-//! traffic, and a dead replica's reservations run out with their lease.
+//! traffic, a dead replica's reservations run out with their lease, and reconciliation with
+//! `usage_events` corrects a ledger that drifted.
 
 mod common;
 
@@ -9,9 +10,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actors::budget::reconcile::MARGIN_MS;
 use actors::budget::{BudgetError, BudgetLedger};
-use actors::shared::{LedgerState, SharedRedis};
+use actors::shared::{LedgerState, Reconciled, SharedRedis, BUDGET_BUCKET_MS};
 use actors::store::keys::{KeyLimits, NewKey};
+use actors::store::usage::UsageEvent;
 use actors::store::{now_millis, DatabaseTarget, Store};
 use awc::http::Method;
 use common::shared_redis::*;
@@ -190,6 +193,27 @@ async fn store_with_key(db: Db, budget: i64) -> (Store, DatabaseTarget, i64, tem
     (store, target, key.id, dir)
 }
 
+/// A usage row of `tokens` for key `key_id`, billed at `created_at`, as the usage writer
+/// stores it.
+fn usage_row(key_id: i64, tokens: i64, created_at: i64) -> UsageEvent {
+    UsageEvent {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        request_id: uuid::Uuid::new_v4().to_string(),
+        key_id: Some(key_id),
+        model: "m".into(),
+        service: "llm".into(),
+        endpoint: "127.0.0.1:1".into(),
+        api: "chat".into(),
+        prompt_tokens: tokens,
+        completion_tokens: 0,
+        estimated: false,
+        cached: false,
+        status: 200,
+        latency_ms: 1,
+        created_at,
+    }
+}
+
 /// A `SharedRedis` on the test Redis under `prefix`.
 fn shared_ledger(url: &str, prefix: &str, lease: Duration) -> Arc<SharedRedis> {
     SharedRedis::new(&shared_settings(url, prefix, Duration::from_secs(2), lease)).expect("redis")
@@ -342,4 +366,132 @@ async fn a_dead_replicas_reservation_runs_out_with_its_lease_and_a_live_one_is_r
         "a renewed reservation still holds its tokens past its first deadline"
     );
     drop(held);
+}
+
+/// Reconciliation replaces a drifted ledger's use with `usage_events`' figure: a request whose
+/// settlement never reached the ledger is counted, tokens the ledger counts that the database
+/// does not are dropped, and settlements in flight across the round are counted exactly once
+/// (one whose usage row was already stored is not added again; one billed after the cutoff is).
+async fn check_reconciliation(db: Db) {
+    let url = redis_url();
+    require_redis(&url);
+    let prefix = unique_prefix();
+    let (store, _target, key_id, _dir) = store_with_key(db, 1_000).await;
+    let insert = |tokens: i64, at: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .insert_usage(&[usage_row(key_id, tokens, at)])
+                .await
+                .expect("usage row");
+        }
+    };
+    insert(300, now_millis() - 3_600_000).await;
+    let shared = shared_ledger(&url, &prefix, Duration::from_secs(60));
+    let ledger = BudgetLedger::new(store.clone()).with_shared(Arc::clone(&shared));
+    // Seeded from the database (300); billed as usual: settled and stored.
+    let first = ledger.reserve(key_id, 1_000, 100).await.expect("reserved");
+    let t0 = now_millis();
+    first.settle(100, t0 + 1);
+    insert(100, t0 + 1).await;
+    wait_for_ledger(&shared, key_id, 400).await;
+    // Drift both ways: a settlement lost (200 stored, never settled) and 250 counted that the
+    // database does not hold (a refused row, say). The ledger says 650; the truth is 600.
+    insert(200, t0 + 2).await;
+    redis_cli(
+        &url,
+        &[
+            "HINCRBY",
+            &format!("{prefix}:budget:{key_id}"),
+            "used",
+            "250",
+        ],
+    );
+    let stored_first = ledger.reserve(key_id, 1_000, 50).await.expect("reserved");
+    let settled_first = ledger.reserve(key_id, 1_000, 30).await.expect("reserved");
+    assert!(
+        matches!(
+            ledger.reserve(key_id, 1_000, 300).await,
+            Err(BudgetError::Exhausted { used: 650, .. })
+        ),
+        "the drifted ledger refuses what the budget allows"
+    );
+    // This request's usage row is stored before its settlement reaches the ledger.
+    insert(40, t0 + 3).await;
+    let now = t0 + MARGIN_MS + 2 * BUDGET_BUCKET_MS;
+    let cutoff = (now - MARGIN_MS) - (now - MARGIN_MS).rem_euclid(BUDGET_BUCKET_MS);
+    let outcomes = ledger
+        .reconcile_at(&[key_id], now)
+        .await
+        .expect("reconciled");
+    assert_eq!(
+        outcomes,
+        vec![Reconciled::Corrected {
+            key_id,
+            before: 650,
+            after: 640,
+            from_database: true
+        }]
+    );
+    stored_first.settle(40, t0 + 3);
+    settled_first.settle(30, cutoff + 5);
+    wait_for_ledger(&shared, key_id, 670).await;
+    let rest = ledger.reserve(key_id, 1_000, 330).await;
+    assert!(rest.is_ok(), "the budget left is exactly 330");
+    assert!(matches!(
+        ledger.reserve(key_id, 1_000, 1).await,
+        Err(BudgetError::Exhausted { .. })
+    ));
+}
+
+#[actix_rt::test]
+async fn reconciliation_corrects_a_drifted_ledger_and_counts_settlements_once_sqlite() {
+    check_reconciliation(Db::Sqlite).await;
+}
+
+#[actix_rt::test]
+async fn reconciliation_corrects_a_drifted_ledger_and_counts_settlements_once_postgres() {
+    check_reconciliation(Db::Postgres).await;
+}
+
+/// The gateway runs reconciliation on `redis.budget_reconcile_ms`: a ledger made to claim the
+/// whole budget is corrected to what was billed, and the key may spend again.
+#[actix_rt::test]
+async fn the_gateway_reconciles_its_shared_ledgers_on_an_interval() {
+    let url = redis_url();
+    require_redis(&url);
+    let upstream = mock("a");
+    let prefix = unique_prefix();
+    let mut raw = config_on(Db::Sqlite).await;
+    raw.redis.enabled = true;
+    raw.redis.url = Some(url.clone());
+    raw.redis.key_prefix = prefix.clone();
+    raw.redis.timeout_ms = 2_000;
+    raw.redis.budget_reconcile_ms = 100;
+    let gateway = start_gateway(raw, &services_for("llm", &[&upstream], &[])).await;
+    gateway.wait_ready().await;
+    let admin = gateway.admin_token().await;
+    let (id, key) = gateway
+        .create_key(&admin, json!({"name": "drifting", "token_budget": 100}))
+        .await;
+    let body = chat_with(json!({"max_tokens": 5}));
+    let chat = || gateway.send_as(Method::POST, "/v1/chat/completions", &key, Some(&body));
+    assert_eq!(chat().await.0, 200);
+    let billed: i64 = gateway
+        .usage_rows(id, 1)
+        .await
+        .iter()
+        .map(|row| row.prompt_tokens + row.completion_tokens)
+        .sum();
+    let observer = shared_ledger(&url, &prefix, Duration::from_secs(60));
+    wait_for_ledger(&observer, id, billed).await;
+    redis_cli(
+        &url,
+        &["HSET", &format!("{prefix}:budget:{id}"), "used", "100"],
+    );
+    wait_for("the reconciler to correct the ledger", || async {
+        chat().await.0 == 200
+    })
+    .await;
+    gateway.stop().await;
 }

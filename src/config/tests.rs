@@ -488,6 +488,7 @@ fn rate_limit_and_redis_variables_apply() {
             ("REDIS_KEY_PREFIX", "edge1"),
             ("REDIS_TIMEOUT_MS", "20"),
             ("REDIS_BUDGET_LEASE_MS", "5000"),
+            ("REDIS_BUDGET_RECONCILE_MS", "250"),
         ],
     )
     .expect("valid");
@@ -507,7 +508,10 @@ fn rate_limit_and_redis_variables_apply() {
         (redis.prefix.as_str(), redis.timeout),
         ("edge1", Duration::from_millis(20))
     );
-    assert_eq!(redis.budget_lease, Duration::from_secs(5));
+    assert_eq!(
+        (redis.budget_lease, redis.budget_reconcile),
+        (Duration::from_secs(5), Duration::from_millis(250))
+    );
     assert!(!config.render_masked().contains("hunter2"));
 }
 
@@ -538,8 +542,11 @@ fn bad_rate_limit_settings_are_reported() {
     );
     check_error(
         &[],
-        &[("REDIS_BUDGET_LEASE_MS", "0")],
-        &["redis.budget_lease_ms"],
+        &[
+            ("REDIS_BUDGET_LEASE_MS", "0"),
+            ("REDIS_BUDGET_RECONCILE_MS", "0"),
+        ],
+        &["redis.budget_lease_ms", "redis.budget_reconcile_ms"],
     );
 }
 

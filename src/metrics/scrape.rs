@@ -61,6 +61,10 @@ impl Metrics {
                 &self.usage.budget_settlements_abandoned,
                 total(&counters.settlements_abandoned),
             );
+            advance_to(
+                &self.usage.budget_reconciled_tokens,
+                total(&counters.reconciled_tokens),
+            );
         }
         // A failed count keeps the last value: the store's own health shows elsewhere.
         if let Ok(active) = state.store.count_active_keys().await {

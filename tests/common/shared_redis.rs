@@ -65,6 +65,7 @@ pub fn shared_settings(
         pool_size: 4,
         failure: RedisFailureMode::Local,
         budget_lease: lease,
+        budget_reconcile: Duration::from_secs(60),
     }
 }
 

@@ -3,8 +3,11 @@
 //!
 //! Without Redis the ledger is this process's ([`BudgetLedger::reserve`] decides on atomics).
 //! With Redis every replica shares one ledger per key ([`crate::shared`]'s budget scripts):
-//! reservations are leased to their process, and settlements are retried until Redis takes
-//! them. When Redis cannot decide, this process's ledger decides.
+//! reservations are leased to their process, settlements are retried until Redis takes them,
+//! and [`reconcile`] periodically re-derives each ledger's use from `usage_events`. When Redis
+//! cannot decide, this process's ledger decides.
+
+pub mod reconcile;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -12,6 +15,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::shared::{BudgetAnswer, BudgetSeed, SharedRedis};
 use crate::store::{now_millis, Store, StoreError};
+
+pub use reconcile::BudgetReconciler;
 
 /// One key's spending: settled tokens plus tokens reserved by requests in flight.
 #[derive(Debug, Default)]

@@ -10,7 +10,7 @@
 //!
 //! Use is split by the usage event's own time (`created_at`, which the settlement carries):
 //! before `cutoff` it is counted from the database, from `cutoff` on from settlements. So
-//! reconciliation can replace the older part with the database's figure
+//! reconciliation ([`super::reconcile`]) can replace the older part with the database's figure
 //! while settlements keep arriving, and nothing is counted twice.
 //!
 //! Reservation is its own script, not folded into the rate-limit one: a budget is checked

@@ -1,5 +1,6 @@
 //! State every replica shares through Redis: rate-limit buckets ([`limits`]), budget ledgers
-//! ([`budget`], settled by [`settlements`]) and cached answers ([`cache`]). They share one thing, [`SharedRedis`]: one connection pool,
+//! ([`budget`], settled by [`settlements`] and checked against the database by [`reconcile`])
+//! and cached answers ([`cache`]). They share one thing, [`SharedRedis`]: one connection pool,
 //! one failure back-off (an outage costs one timeout per back-off, not one per request,
 //! whichever concern meets it), one bounded queue of writes that no request waits for
 //! ([`writes`]) and, apart from it, one bounded queue of budget settlements that are retried
@@ -9,6 +10,7 @@
 mod budget;
 mod cache;
 mod limits;
+mod reconcile;
 mod settlements;
 mod writes;
 
@@ -22,6 +24,7 @@ use tokio::sync::mpsc;
 
 use crate::store::now_millis;
 pub use budget::{BudgetAnswer, BudgetSeed, LedgerState, BUCKET_MS as BUDGET_BUCKET_MS};
+pub use reconcile::Reconciled;
 use settlements::{LiveLeases, Settlement};
 use writes::Write;
 
@@ -49,6 +52,9 @@ pub struct SharedSettings {
     /// How long a budget reservation holds without its process renewing it: the reservation
     /// of a process that died (crash, deploy) is released this long after its last renewal.
     pub budget_lease: Duration,
+    /// How often one replica reconciles the budget ledgers with the database
+    /// ([`crate::budget::BudgetReconciler`]).
+    pub budget_reconcile: Duration,
 }
 
 /// After a failure, Redis is not asked again for this long: an outage then costs one timeout
@@ -92,6 +98,8 @@ pub struct BudgetCounters {
     /// Settlements given up (queue full, or older than their reservation's record): the lease
     /// and reconciliation correct the ledger instead.
     pub settlements_abandoned: AtomicU64,
+    /// Tokens by which reconciliation moved ledgers' `used` (either way).
+    pub reconciled_tokens: AtomicU64,
     last_warning_ms: AtomicI64,
 }
 

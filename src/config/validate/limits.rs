@@ -43,6 +43,7 @@ pub(super) fn rate_limit(raw: &RawConfig, errors: &mut Errors) -> RateLimitConfi
                     RawRedisFailure::Deny => actors::shared::RedisFailureMode::Deny,
                 },
                 budget_lease: Duration::from_millis(redis.budget_lease_ms),
+                budget_reconcile: Duration::from_millis(redis.budget_reconcile_ms),
             }),
             Some(_) => {
                 errors.push(
@@ -58,7 +59,10 @@ pub(super) fn rate_limit(raw: &RawConfig, errors: &mut Errors) -> RateLimitConfi
     } else {
         None
     };
-    for (field, value) in [("budget_lease_ms", redis.budget_lease_ms)] {
+    for (field, value) in [
+        ("budget_lease_ms", redis.budget_lease_ms),
+        ("budget_reconcile_ms", redis.budget_reconcile_ms),
+    ] {
         if value == 0 {
             errors.push(format!("redis.{field}: must be positive"));
         }
