@@ -1,8 +1,9 @@
 //! Budgets hold against a hostile client: the reservation covers whichever completion limit
 //! the upstream obeys, and the upstream is told the ceiling that was reserved. The ledger
 //! shared through Redis stays exact: settlements survive a Redis hiccup apart from cache
-//! traffic, a dead replica's reservations run out with their lease, and reconciliation with
-//! `usage_events` corrects a ledger that drifted.
+//! traffic, a dead replica's reservations run out with their lease, reconciliation with
+//! `usage_events` corrects a ledger that drifted, and `deny` refuses rather than letting a
+//! replica decide alone.
 
 mod common;
 
@@ -19,6 +20,7 @@ use actors::store::{now_millis, DatabaseTarget, Store};
 use awc::http::Method;
 use common::shared_redis::*;
 use common::*;
+use gateway::config::raw::RawRedisFailure;
 use serde_json::{json, Value};
 
 /// A gateway with authentication on, `default_max_tokens` of 50, and one mock upstream.
@@ -494,4 +496,57 @@ async fn the_gateway_reconciles_its_shared_ledgers_on_an_interval() {
     })
     .await;
     gateway.stop().await;
+}
+
+/// A budgeted request through a gateway whose Redis is down, with `failure` deciding; an
+/// unbudgeted key's request (which asks Redis nothing) goes through either way. Returns the
+/// budgeted request's status and error code, and how many requests reached the upstream.
+async fn budgeted_chat_while_redis_is_down(failure: RawRedisFailure) -> (u16, String, u64) {
+    let upstream = mock("a");
+    let nobody_listens = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut raw = config_on(Db::Sqlite).await;
+    raw.redis.enabled = true;
+    raw.redis.url = Some(format!("redis://127.0.0.1:{nobody_listens}"));
+    raw.redis.timeout_ms = 100;
+    raw.rate_limit.redis_failure = failure;
+    let gateway = start_gateway(raw, &services_for("llm", &[&upstream], &[])).await;
+    gateway.wait_ready().await;
+    let admin = gateway.admin_token().await;
+    let (_, budgeted) = gateway
+        .create_key(&admin, json!({"name": "budgeted", "token_budget": 100_000}))
+        .await;
+    let (_, free) = gateway.create_key(&admin, json!({"name": "free"})).await;
+    let body = chat("llm/m");
+    let (status, reply) = gateway
+        .send_as(Method::POST, "/v1/chat/completions", &budgeted, Some(&body))
+        .await;
+    let (free_status, _) = gateway
+        .send_as(Method::POST, "/v1/chat/completions", &free, Some(&body))
+        .await;
+    assert_eq!(
+        free_status, 200,
+        "a key without a budget asks Redis nothing"
+    );
+    gateway.stop().await;
+    let code = reply["error"]["code"].as_str().unwrap_or("").to_string();
+    (status, code, upstream.state.requests())
+}
+
+/// `RATE_LIMIT_REDIS_FAILURE=deny` holds for budgets: when Redis cannot decide, a budgeted
+/// request is refused with a clear 503 and never reaches the upstream, instead of one replica
+/// spending a shared budget on its own. `local` (the default) keeps deciding in-process.
+#[actix_rt::test]
+async fn with_deny_a_budgeted_request_gets_503_when_redis_cannot_decide() {
+    assert_eq!(
+        budgeted_chat_while_redis_is_down(RawRedisFailure::Deny).await,
+        (503, "budget_unavailable".to_string(), 1)
+    );
+    assert_eq!(
+        budgeted_chat_while_redis_is_down(RawRedisFailure::Local).await,
+        (200, String::new(), 2)
+    );
 }

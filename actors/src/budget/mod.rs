@@ -5,7 +5,8 @@
 //! With Redis every replica shares one ledger per key ([`crate::shared`]'s budget scripts):
 //! reservations are leased to their process, settlements are retried until Redis takes them,
 //! and [`reconcile`] periodically re-derives each ledger's use from `usage_events`. When Redis
-//! cannot decide, this process's ledger decides.
+//! cannot decide, `RedisFailureMode::Deny` refuses the request; otherwise this process's
+//! ledger decides, as before.
 
 pub mod reconcile;
 
@@ -13,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::shared::{BudgetAnswer, BudgetSeed, SharedRedis};
+use crate::shared::{BudgetAnswer, BudgetSeed, RedisFailureMode, SharedRedis};
 use crate::store::{now_millis, Store, StoreError};
 
 pub use reconcile::BudgetReconciler;
@@ -36,6 +37,10 @@ pub enum BudgetError {
         reserved: i64,
         requested: i64,
     },
+    /// Redis could not decide and `RATE_LIMIT_REDIS_FAILURE=deny`: no process decides a
+    /// shared budget alone.
+    #[error("the shared budget ledger cannot decide right now ({0})")]
+    Unavailable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -50,7 +55,7 @@ pub struct BudgetLedger {
     store: Store,
     accounts: Arc<Mutex<HashMap<i64, Arc<BudgetAccount>>>>,
     /// With Redis, the ledger every replica shares; the in-process accounts then only decide
-    /// while Redis fails.
+    /// while Redis fails (unless the failure mode is `Deny`).
     shared: Option<Arc<SharedRedis>>,
 }
 
@@ -120,7 +125,8 @@ impl BudgetLedger {
     }
 
     /// Budgets shared by every replica through Redis (one atomic script per reservation). When
-    /// Redis fails, this process's ledger decides, as for the other limits' `local` fallback.
+    /// Redis fails, the failure mode decides: `Deny` refuses, `Local` and `Allow` let this
+    /// process's ledger decide (a budget is never waved through unlimited).
     pub fn with_shared(mut self, shared: Arc<SharedRedis>) -> Self {
         self.shared = Some(shared);
         self
@@ -167,12 +173,16 @@ impl BudgetLedger {
             .await?;
         let amount = amount.max(1);
         if let Some(ledger) = &self.shared {
-            // On a Redis failure (warned and counted by the limiter) this process decides.
-            if let Ok(outcome) = self
+            // On a Redis failure (warned and counted by the limiter) the failure mode decides.
+            match self
                 .reserve_shared(ledger, &account, key_id, budget, amount)
                 .await
             {
-                return outcome;
+                Ok(outcome) => return outcome,
+                Err(error) if ledger.failure_mode() == RedisFailureMode::Deny => {
+                    return Err(BudgetError::Unavailable(error));
+                }
+                Err(_) => {}
             }
         }
         let reserved =

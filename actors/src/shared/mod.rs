@@ -31,12 +31,12 @@ use writes::Write;
 /// What to do when Redis does not answer in time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RedisFailureMode {
-    /// Decide in-process (limits then hold per replica).
+    /// Decide in-process (limits then hold per replica; so do budgets).
     #[default]
     Local,
-    /// Let requests through unlimited.
+    /// Let requests through unlimited (budgets: decided in-process, as with `Local`).
     Allow,
-    /// Refuse requests (503).
+    /// Refuse requests (503), budgeted ones included.
     Deny,
 }
 
