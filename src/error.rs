@@ -81,6 +81,10 @@ pub enum GatewayError {
     /// Redis failed and `RATE_LIMIT_REDIS_FAILURE=deny`.
     #[error("Rate limits cannot be checked right now; retry shortly. ({0})")]
     RateLimiterUnavailable(String),
+    /// The shared budget ledger (Redis) could not decide a budgeted request and
+    /// `RATE_LIMIT_REDIS_FAILURE=deny`: no replica spends a shared budget on its own.
+    #[error("The key's token budget cannot be checked right now; retry shortly. ({0})")]
+    BudgetUnavailable(String),
     #[error("{0}")]
     ResourceNotFound(String),
     #[error("Usage recording is backed up; retry shortly. ({0})")]
@@ -156,6 +160,7 @@ impl GatewayError {
             | GatewayError::Overloaded
             | GatewayError::UsageBacklog(_)
             | GatewayError::RateLimiterUnavailable(_)
+            | GatewayError::BudgetUnavailable(_)
             | GatewayError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamStatus { .. }
@@ -198,7 +203,8 @@ impl GatewayError {
             },
             GatewayError::UsageBacklog(_)
             | GatewayError::StoreUnavailable(_)
-            | GatewayError::RateLimiterUnavailable(_) => "server_error",
+            | GatewayError::RateLimiterUnavailable(_)
+            | GatewayError::BudgetUnavailable(_) => "server_error",
             GatewayError::NoHealthyEndpoint { .. }
             | GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamStatus { .. }
@@ -227,6 +233,7 @@ impl GatewayError {
             GatewayError::TooManyConcurrentRequests { .. } => "too_many_concurrent_requests",
             GatewayError::RateLimited { .. } => "rate_limit_exceeded",
             GatewayError::RateLimiterUnavailable(_) => "rate_limiter_unavailable",
+            GatewayError::BudgetUnavailable(_) => "budget_unavailable",
             GatewayError::ResourceNotFound(_) => "not_found",
             GatewayError::UsageBacklog(_) => "usage_backlog",
             GatewayError::StoreUnavailable(_) => "database_unavailable",
@@ -290,6 +297,7 @@ impl GatewayError {
             | GatewayError::UsageBacklog(_)
             | GatewayError::StoreUnavailable(_)
             | GatewayError::RateLimiterUnavailable(_)
+            | GatewayError::BudgetUnavailable(_)
             | GatewayError::Internal(_) => ErrorSource::Gateway,
         }
     }
@@ -319,6 +327,7 @@ impl GatewayError {
             | GatewayError::QuotaExceeded(_)
             | GatewayError::RateLimited { .. }
             | GatewayError::RateLimiterUnavailable(_)
+            | GatewayError::BudgetUnavailable(_)
             | GatewayError::ResourceNotFound(_)
             | GatewayError::UsageBacklog(_)
             | GatewayError::StoreUnavailable(_)

@@ -14,7 +14,8 @@ use actors::UpstreamRegistryHandle;
 use anyhow::Context as _;
 use tracing_actix_web::TracingLogger;
 
-use actors::keys::{BudgetLedger, KeyCache, KeyCacheSettings};
+use actors::budget::{BudgetLedger, BudgetReconciler};
+use actors::keys::{KeyCache, KeyCacheSettings};
 use actors::limits::{ConcurrencyLimiter, LimiterUpkeep, RateLimiter, SharedLimiter};
 use actors::store::Store;
 use actors::usage::{UsageHandle, UsageRecorder};
@@ -167,8 +168,9 @@ fn build_pipeline(
     };
     let limits = rate_limits(config, redis.clone(), metrics);
     let mut budgets = BudgetLedger::new(store.clone());
-    if let Some(redis) = &redis {
+    if let (Some(redis), Some(shared)) = (&redis, &config.rate_limit.redis) {
         budgets = budgets.with_shared(Arc::clone(redis));
+        BudgetReconciler::start_reconciler(budgets.clone(), shared.budget_reconcile);
     }
     Ok(Pipeline {
         registry: registry.clone(),

@@ -135,6 +135,8 @@ fn limit_decision_redis(c: &mut Criterion) {
         timeout: Duration::from_millis(100),
         pool_size: 1,
         failure: RedisFailureMode::Deny,
+        budget_lease: Duration::from_secs(60),
+        budget_reconcile: Duration::from_secs(60),
     };
     let Ok(limiter) = runtime.block_on(async { SharedRedis::new(&settings) }) else {
         eprintln!("limit_decision_redis skipped: no pool");

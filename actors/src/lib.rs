@@ -7,6 +7,7 @@
 //! outcomes back through [`pool::UpstreamPoolHandle`].
 
 pub mod balance;
+pub mod budget;
 pub mod cache;
 pub mod discovery;
 pub mod endpoint;

@@ -68,6 +68,8 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("REDIS_URL", "redis.url"),
     ("REDIS_KEY_PREFIX", "redis.key_prefix"),
     ("REDIS_TIMEOUT_MS", "redis.timeout_ms"),
+    ("REDIS_BUDGET_LEASE_MS", "redis.budget_lease_ms"),
+    ("REDIS_BUDGET_RECONCILE_MS", "redis.budget_reconcile_ms"),
     ("CACHE_ENABLED", "cache.enabled"),
     ("CACHE_TTL_SECS", "cache.ttl_secs"),
     ("CACHE_MAX_BYTES", "cache.max_bytes"),

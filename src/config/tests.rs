@@ -487,6 +487,8 @@ fn rate_limit_and_redis_variables_apply() {
             ("REDIS_URL", "redis://:hunter2@127.0.0.1:6379/0"),
             ("REDIS_KEY_PREFIX", "edge1"),
             ("REDIS_TIMEOUT_MS", "20"),
+            ("REDIS_BUDGET_LEASE_MS", "5000"),
+            ("REDIS_BUDGET_RECONCILE_MS", "250"),
         ],
     )
     .expect("valid");
@@ -505,6 +507,10 @@ fn rate_limit_and_redis_variables_apply() {
     assert_eq!(
         (redis.prefix.as_str(), redis.timeout),
         ("edge1", Duration::from_millis(20))
+    );
+    assert_eq!(
+        (redis.budget_lease, redis.budget_reconcile),
+        (Duration::from_secs(5), Duration::from_millis(250))
     );
     assert!(!config.render_masked().contains("hunter2"));
 }
@@ -533,6 +539,14 @@ fn bad_rate_limit_settings_are_reported() {
         &[],
         &[("RATE_LIMIT_REDIS_FAILURE", "panic")],
         &["redis_failure"],
+    );
+    check_error(
+        &[],
+        &[
+            ("REDIS_BUDGET_LEASE_MS", "0"),
+            ("REDIS_BUDGET_RECONCILE_MS", "0"),
+        ],
+        &["redis.budget_lease_ms", "redis.budget_reconcile_ms"],
     );
 }
 

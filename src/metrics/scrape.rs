@@ -48,6 +48,24 @@ impl Metrics {
         self.usage
             .budget_reserved
             .set(state.pipeline.budgets.reserved_tokens());
+        if let Some(shared) = state.pipeline.budgets.shared() {
+            let counters = shared.budget_counters();
+            let total = |counter: &std::sync::atomic::AtomicU64| {
+                counter.load(std::sync::atomic::Ordering::Relaxed)
+            };
+            advance_to(
+                &self.usage.budget_settlement_retries,
+                total(&counters.settlement_retries),
+            );
+            advance_to(
+                &self.usage.budget_settlements_abandoned,
+                total(&counters.settlements_abandoned),
+            );
+            advance_to(
+                &self.usage.budget_reconciled_tokens,
+                total(&counters.reconciled_tokens),
+            );
+        }
         // A failed count keeps the last value: the store's own health shows elsewhere.
         if let Ok(active) = state.store.count_active_keys().await {
             self.usage.active_keys.set(saturating_i64(active));

@@ -19,6 +19,9 @@ pub(super) struct UsageMetrics {
     pub(super) response_cache: IntCounterVec,
     pub(super) active_keys: IntGauge,
     pub(super) budget_reserved: IntGauge,
+    pub(super) budget_settlement_retries: IntCounter,
+    pub(super) budget_settlements_abandoned: IntCounter,
+    pub(super) budget_reconciled_tokens: IntCounter,
     pub(super) rate_limit_buckets: IntGauge,
     pub(super) rate_limit_redis_failures: IntCounter,
     /// Handed to the limiter's callers (`RateLimits`), which count every 429 they decide.
@@ -72,6 +75,21 @@ impl UsageMetrics {
                 r,
                 "gateway_budget_reserved_tokens",
                 "Tokens this process's budget ledger holds for requests in flight (Redis holds the shared ledger's).",
+            )?,
+            budget_settlement_retries: counter(
+                r,
+                "gateway_budget_settlement_retries_total",
+                "Batches of shared budget settlements Redis did not take at once and that were tried again.",
+            )?,
+            budget_settlements_abandoned: counter(
+                r,
+                "gateway_budget_settlements_abandoned_total",
+                "Shared budget settlements given up (queue full, or Redis away for two leases); leases and reconciliation correct the ledger.",
+            )?,
+            budget_reconciled_tokens: counter(
+                r,
+                "gateway_budget_reconciled_tokens_total",
+                "Tokens by which reconciliation with usage_events moved shared budget ledgers (either way).",
             )?,
             rate_limit_buckets: gauge(
                 r,

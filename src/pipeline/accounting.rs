@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use actors::keys::Reservation;
+use actors::budget::Reservation;
 use actors::limits::{ConcurrencyPermit, TokenReservation};
 use actors::store::now_millis;
 use actors::store::usage::UsageEvent;
@@ -107,8 +107,11 @@ impl UsageTicket {
             ..tokens
         };
         let used = tokens.prompt.saturating_add(tokens.completion);
+        // One billing time for the budget's settlement and the usage row: the shared ledger
+        // and its reconciliation tell their parts of a key's use apart by it.
+        let billed_at = now_millis();
         if let Some(reservation) = self.reservation.take() {
-            reservation.settle(used);
+            reservation.settle(used, billed_at);
         }
         if let Some(reservation) = self.rate_tokens.take() {
             reservation.settle(used);
@@ -149,7 +152,7 @@ impl UsageTicket {
             cached: self.cached,
             status: i32::from(status),
             latency_ms: i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX),
-            created_at: now_millis(),
+            created_at: billed_at,
         });
     }
 

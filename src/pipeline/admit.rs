@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use actix_web::http::header::{HeaderName, HeaderValue};
-use actors::keys::{ApiKey, BudgetError, Reservation};
+use actors::budget::{BudgetError, Reservation};
+use actors::keys::ApiKey;
 use actors::routing::Route;
 use actors::tokens::WorstCase;
 use actors::UpstreamPoolHandle;
@@ -185,7 +186,7 @@ impl Pipeline {
     }
 
     /// Reserves the worst case against the key's token budget, when it has one (429 when it
-    /// does not fit).
+    /// does not fit; 503 when the shared ledger cannot decide and the failure mode is `deny`).
     async fn reserve_budget(
         &self,
         key: Option<&ApiKey>,
@@ -206,6 +207,7 @@ impl Pipeline {
                 BudgetError::Exhausted { .. } => {
                     GatewayError::QuotaExceeded(format!("You exceeded your token budget: {error}."))
                 }
+                BudgetError::Unavailable(reason) => GatewayError::BudgetUnavailable(reason),
                 BudgetError::Store(error) => GatewayError::StoreUnavailable(error.to_string()),
             })
     }

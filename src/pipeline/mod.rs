@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
-use actors::keys::{ApiKey, BudgetLedger};
+use actors::budget::BudgetLedger;
+use actors::keys::ApiKey;
 use actors::routing::ModelRouter;
 use actors::usage::UsageHandle;
 use actors::UpstreamRegistryHandle;

@@ -5,6 +5,7 @@
 
 pub mod monitoring;
 pub mod python_models;
+pub mod shared_redis;
 pub mod tools;
 
 use std::future::Future;

@@ -1,13 +1,17 @@
 //! State every replica shares through Redis: rate-limit buckets ([`limits`]), budget ledgers
-//! ([`budget`]) and cached answers ([`cache`]). They share one thing, [`SharedRedis`]: one
-//! connection pool, one failure back-off (an outage costs one timeout per back-off, not one
-//! per request, whichever concern meets it), and one bounded queue of writes that no request
-//! waits for ([`writes`]). Keys are `<prefix>:rl:…`, `<prefix>:budget:…` and
+//! ([`budget`], settled by [`settlements`] and checked against the database by [`reconcile`])
+//! and cached answers ([`cache`]). They share one thing, [`SharedRedis`]: one connection pool,
+//! one failure back-off (an outage costs one timeout per back-off, not one per request,
+//! whichever concern meets it), one bounded queue of writes that no request waits for
+//! ([`writes`]) and, apart from it, one bounded queue of budget settlements that are retried
+//! until Redis takes them. Keys are `<prefix>:rl:…`, `<prefix>:budget:…` and
 //! `<prefix>:cache:…`; each carries a TTL, so nothing outlives its use.
 
 mod budget;
 mod cache;
 mod limits;
+mod reconcile;
+mod settlements;
 mod writes;
 
 use std::fmt::Display;
@@ -19,18 +23,20 @@ use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
 use tokio::sync::mpsc;
 
 use crate::store::now_millis;
-pub use budget::BudgetAnswer;
+pub use budget::{BudgetAnswer, BudgetSeed, LedgerState, BUCKET_MS as BUDGET_BUCKET_MS};
+pub use reconcile::Reconciled;
+use settlements::{LiveLeases, Settlement};
 use writes::Write;
 
 /// What to do when Redis does not answer in time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RedisFailureMode {
-    /// Decide in-process (limits then hold per replica).
+    /// Decide in-process (limits then hold per replica; so do budgets).
     #[default]
     Local,
-    /// Let requests through unlimited.
+    /// Let requests through unlimited (budgets: decided in-process, as with `Local`).
     Allow,
-    /// Refuse requests (503).
+    /// Refuse requests (503), budgeted ones included.
     Deny,
 }
 
@@ -43,6 +49,12 @@ pub struct SharedSettings {
     pub timeout: Duration,
     pub pool_size: usize,
     pub failure: RedisFailureMode,
+    /// How long a budget reservation holds without its process renewing it: the reservation
+    /// of a process that died (crash, deploy) is released this long after its last renewal.
+    pub budget_lease: Duration,
+    /// How often one replica reconciles the budget ledgers with the database
+    /// ([`crate::budget::BudgetReconciler`]).
+    pub budget_reconcile: Duration,
 }
 
 /// After a failure, Redis is not asked again for this long: an outage then costs one timeout
@@ -59,11 +71,36 @@ pub struct SharedRedis {
     timeout: Duration,
     failure: RedisFailureMode,
     writes: mpsc::Sender<Write>,
+    settlements: mpsc::Sender<Settlement>,
+    /// This process's shared budget reservations still in flight, whose leases it renews.
+    leases: LiveLeases,
+    budget_lease: Duration,
     down_until_ms: AtomicI64,
     last_warning_ms: AtomicI64,
     down: AtomicBool,
     failures: AtomicU64,
     dropped_writes: AtomicU64,
+    counters: BudgetCounters,
+}
+
+/// A script call that failed: `sent` when it failed after a connection was had, so Redis may
+/// have run it.
+struct CallFailure {
+    error: String,
+    sent: bool,
+}
+
+/// What happened to the shared budget ledger's settlements and reconciliations, for metrics.
+#[derive(Debug, Default)]
+pub struct BudgetCounters {
+    /// Settlement attempts that failed and were tried again.
+    pub settlement_retries: AtomicU64,
+    /// Settlements given up (queue full, or older than their reservation's record): the lease
+    /// and reconciliation correct the ledger instead.
+    pub settlements_abandoned: AtomicU64,
+    /// Tokens by which reconciliation moved ledgers' `used` (either way).
+    pub reconciled_tokens: AtomicU64,
+    last_warning_ms: AtomicI64,
 }
 
 impl std::fmt::Debug for SharedRedis {
@@ -94,20 +131,37 @@ impl SharedRedis {
             .create_pool(Some(Runtime::Tokio1))
             .map_err(|error| format!("redis pool: {error}"))?;
         let (writes, queue) = mpsc::channel(writes::QUEUE);
+        let (settlements, settling) = mpsc::channel(settlements::QUEUE);
+        let budget_lease = settings.budget_lease.max(Duration::from_millis(10));
         let shared = Arc::new(SharedRedis {
             pool: pool.clone(),
             prefix: settings.prefix.clone(),
             timeout: settings.timeout,
             failure: settings.failure,
             writes,
+            settlements,
+            leases: LiveLeases::default(),
+            budget_lease,
             down_until_ms: AtomicI64::new(0),
             last_warning_ms: AtomicI64::new(i64::MIN / 2),
             down: AtomicBool::new(false),
             failures: AtomicU64::new(0),
             dropped_writes: AtomicU64::new(0),
+            counters: BudgetCounters::default(),
         });
         tokio::spawn(writes::run(pool, queue, settings.timeout));
+        // Both hold the ledger weakly: they end when the last handle to it goes.
+        tokio::spawn(settlements::run(Arc::downgrade(&shared), settling));
+        tokio::spawn(settlements::renew_leases(
+            Arc::downgrade(&shared),
+            budget_lease,
+        ));
         Ok(shared)
+    }
+
+    /// The shared budget ledger's settlement and reconciliation counts.
+    pub fn budget_counters(&self) -> &BudgetCounters {
+        &self.counters
     }
 
     pub fn failure_mode(&self) -> RedisFailureMode {
@@ -117,6 +171,11 @@ impl SharedRedis {
     /// Decisions Redis failed to make (each answered by the fallback).
     pub fn failures(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Writes (cached answers, token-limit corrections) dropped because their queue was full.
+    pub fn dropped_writes(&self) -> u64 {
+        self.dropped_writes.load(Ordering::Relaxed)
     }
 
     /// Whether the last attempt failed (the fallback is deciding).
@@ -134,6 +193,12 @@ impl SharedRedis {
         now_millis() < self.down_until_ms.load(Ordering::Relaxed)
     }
 
+    /// How long the current back-off still lasts (zero when Redis may be asked).
+    fn back_off_left(&self) -> Duration {
+        let left = self.down_until_ms.load(Ordering::Relaxed) - now_millis();
+        Duration::from_millis(u64::try_from(left).unwrap_or(0))
+    }
+
     /// The error a decision gets while backing off; it counts as a failure.
     fn refuse_while_backing_off(&self) -> String {
         self.failures.fetch_add(1, Ordering::Relaxed);
@@ -147,6 +212,53 @@ impl SharedRedis {
         }
     }
 
+    /// Queues a budget settlement. A full queue abandons it (counted and logged): the
+    /// reservation's lease then gives its tokens back, and reconciliation counts its use.
+    fn enqueue_settlement(&self, settlement: Settlement) {
+        if self.settlements.try_send(settlement).is_err() {
+            self.abandon_settlements(1, "the settlement queue is full");
+        }
+    }
+
+    /// Counts settlements given up, with a warning at most every [`WARN_EVERY_MS`].
+    fn abandon_settlements(&self, count: u64, why: &str) {
+        let counters = &self.counters;
+        let total = counters
+            .settlements_abandoned
+            .fetch_add(count, Ordering::Relaxed)
+            + count;
+        let now = now_millis();
+        let last = counters.last_warning_ms.load(Ordering::Relaxed);
+        if now - last >= WARN_EVERY_MS
+            && counters
+                .last_warning_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                abandoned = total,
+                why,
+                "budget settlements abandoned; leases and reconciliation will correct the ledger"
+            );
+        }
+    }
+
+    /// One command within the timeout; a failure starts the back-off.
+    async fn query<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> Result<T, String> {
+        let call = async {
+            let mut connection = self.pool.get().await.map_err(|e| e.to_string())?;
+            command
+                .query_async::<T>(&mut connection)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(self.failed(error)),
+            Err(_) => Err(self.failed(format!("no answer within {:?}", self.timeout))),
+        }
+    }
+
     /// Runs a decision script within the timeout, expecting `len` integers back; a failure
     /// starts the back-off and a success after failures ends it.
     async fn run_script(
@@ -154,23 +266,65 @@ impl SharedRedis {
         invocation: &redis::ScriptInvocation<'_>,
         len: usize,
     ) -> Result<Vec<i64>, String> {
+        self.run_script_within(invocation, len, self.timeout).await
+    }
+
+    /// [`Self::run_script`] with a time limit of its own, for work no request waits for.
+    async fn run_script_within(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+        len: usize,
+        timeout: Duration,
+    ) -> Result<Vec<i64>, String> {
+        let answer: Vec<i64> = self.invoke(invocation, timeout).await?;
+        if answer.len() != len {
+            return Err(self.failed(format!("unexpected answer {answer:?}")));
+        }
+        Ok(answer)
+    }
+
+    /// Runs a script within `timeout`; a failure starts the back-off and a success after
+    /// failures ends it.
+    async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+        timeout: Duration,
+    ) -> Result<T, String> {
+        self.call(invocation, timeout)
+            .await
+            .map_err(|failure| failure.error)
+    }
+
+    /// [`Self::invoke`], telling a failure before anything was sent (no connection) from one
+    /// after, when Redis may have run the script.
+    async fn call<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+        timeout: Duration,
+    ) -> Result<T, CallFailure> {
+        let sent = AtomicBool::new(false);
         let call = async {
             let mut connection = self.pool.get().await.map_err(|e| e.to_string())?;
+            sent.store(true, Ordering::Relaxed);
             invocation
-                .invoke_async::<Vec<i64>>(&mut connection)
+                .invoke_async::<T>(&mut connection)
                 .await
                 .map_err(|e| e.to_string())
         };
-        let answer = match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(answer)) if answer.len() == len => answer,
-            Ok(Ok(answer)) => return Err(self.failed(format!("unexpected answer {answer:?}"))),
-            Ok(Err(error)) => return Err(self.failed(error)),
-            Err(_) => return Err(self.failed(format!("no answer within {:?}", self.timeout))),
+        let error = match tokio::time::timeout(timeout, call).await {
+            Ok(Ok(answer)) => {
+                if self.down.swap(false, Ordering::Relaxed) {
+                    tracing::info!("redis answers again; shared limits resumed");
+                }
+                return Ok(answer);
+            }
+            Ok(Err(error)) => error,
+            Err(_) => format!("no answer within {timeout:?}"),
         };
-        if self.down.swap(false, Ordering::Relaxed) {
-            tracing::info!("redis answers again; shared limits resumed");
-        }
-        Ok(answer)
+        Err(CallFailure {
+            error: self.failed(error),
+            sent: sent.load(Ordering::Relaxed),
+        })
     }
 
     /// One `GET` within the timeout; a failure starts the back-off.

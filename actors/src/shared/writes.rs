@@ -1,7 +1,8 @@
-//! The bounded queue of writes that no request waits for: token and budget corrections after
-//! a request is billed, and cached answers stored for other replicas. One task applies them in
-//! order; a full queue drops a write (the limiter and ledger then err on the strict side, a
-//! cache entry is simply not shared).
+//! The bounded queue of writes that no request waits for: token-limit corrections after a
+//! request is billed, and cached answers stored for other replicas. One task applies them in
+//! order; a full queue drops a write (the limiter then errs on the strict side, a cache entry
+//! is simply not shared). Budget settlements are not written here: they have their own queue
+//! and are retried ([`super::settlements`]).
 
 use std::time::Duration;
 

@@ -199,6 +199,48 @@ impl Store {
         Ok(rows)
     }
 
+    /// Tokens key `key_id` was billed before `before` (Unix ms; cached answers are free): what
+    /// a shared budget ledger starts from, with `before` as its cutoff.
+    pub async fn tokens_used_before(&self, key_id: i64, before: i64) -> Result<i64, StoreError> {
+        let used = self.tokens_used_by_keys_before(&[key_id], before).await?;
+        Ok(used.into_iter().next().map_or(0, |(_, used)| used))
+    }
+
+    /// Tokens each of `key_ids` was billed before `before` (Unix ms), as (key id, tokens) in
+    /// the order given; a key with no rows counts 0. One grouped query per 500 keys.
+    pub async fn tokens_used_by_keys_before(
+        &self,
+        key_ids: &[i64],
+        before: i64,
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        let mut found = std::collections::HashMap::with_capacity(key_ids.len());
+        for chunk in key_ids.chunks(500) {
+            let rows: Vec<(Option<i64>, i64)> = with_conn!(self, conn => {
+                usage_events::table
+                    .filter(usage_events::key_id.eq_any(chunk))
+                    .filter(usage_events::cached.eq(false))
+                    .filter(usage_events::created_at.lt(before))
+                    .group_by(usage_events::key_id)
+                    .select((
+                        usage_events::key_id,
+                        diesel::dsl::sql::<diesel::sql_types::BigInt>(
+                            "CAST(COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS BIGINT)",
+                        ),
+                    ))
+                    .load(conn)
+                    .await?
+            });
+            found.extend(
+                rows.into_iter()
+                    .filter_map(|(key, used)| Some((key?, used))),
+            );
+        }
+        Ok(key_ids
+            .iter()
+            .map(|id| (*id, found.get(id).copied().unwrap_or(0)))
+            .collect())
+    }
+
     /// Every usage row of a key, oldest first (for tests and audits).
     pub async fn usage_of_key(&self, key_id: i64) -> Result<Vec<UsageEvent>, StoreError> {
         Ok(with_conn!(self, conn => {

@@ -61,6 +61,11 @@ pub struct RawRedis {
     /// Longest a decision waits for Redis before the fallback decides.
     pub timeout_ms: u64,
     pub pool_size: usize,
+    /// How long a shared budget reservation holds without its process renewing it: a crashed
+    /// or redeployed replica's reservations are released this long after its last renewal.
+    pub budget_lease_ms: u64,
+    /// How often one replica reconciles the shared budget ledgers with `usage_events`.
+    pub budget_reconcile_ms: u64,
 }
 
 impl Default for RawRedis {
@@ -71,6 +76,8 @@ impl Default for RawRedis {
             key_prefix: "gw".into(),
             timeout_ms: 50,
             pool_size: 16,
+            budget_lease_ms: 60_000,
+            budget_reconcile_ms: 60_000,
         }
     }
 }

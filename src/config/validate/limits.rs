@@ -42,6 +42,8 @@ pub(super) fn rate_limit(raw: &RawConfig, errors: &mut Errors) -> RateLimitConfi
                     RawRedisFailure::Allow => actors::shared::RedisFailureMode::Allow,
                     RawRedisFailure::Deny => actors::shared::RedisFailureMode::Deny,
                 },
+                budget_lease: Duration::from_millis(redis.budget_lease_ms),
+                budget_reconcile: Duration::from_millis(redis.budget_reconcile_ms),
             }),
             Some(_) => {
                 errors.push(
@@ -57,6 +59,14 @@ pub(super) fn rate_limit(raw: &RawConfig, errors: &mut Errors) -> RateLimitConfi
     } else {
         None
     };
+    for (field, value) in [
+        ("budget_lease_ms", redis.budget_lease_ms),
+        ("budget_reconcile_ms", redis.budget_reconcile_ms),
+    ] {
+        if value == 0 {
+            errors.push(format!("redis.{field}: must be positive"));
+        }
+    }
     if redis.key_prefix.is_empty() {
         errors.push("redis.key_prefix: must not be empty".into());
     }
