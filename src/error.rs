@@ -368,24 +368,49 @@ impl GatewayError {
             GatewayError::StoreUnavailable(_) => {
                 "The gateway's database is unavailable; retry shortly.".into()
             }
+            GatewayError::BudgetUnavailable(_) => {
+                "The key's token budget cannot be checked right now; retry shortly.".into()
+            }
             GatewayError::Internal(_) => "Internal gateway error.".into(),
-            // Every other variant's text is the gateway's own, made for the client.
+            // `hides_detail` decides, exhaustively; every other text is made for the client.
             _ => self.to_string(),
         }
     }
 
     /// Whether `public_message` leaves details out, so the client needs the request id to ask.
+    /// Exhaustive, like the matches above: a new variant must choose whether its text is shown.
     pub fn hides_detail(&self) -> bool {
-        matches!(
-            self,
+        match self {
+            GatewayError::UpstreamGrpc { code, .. } => !grpc_class(*code).blames_client,
             GatewayError::UpstreamConnect { .. }
-                | GatewayError::UpstreamStatus { .. }
-                | GatewayError::UpstreamProtocol { .. }
-                | GatewayError::RateLimiterUnavailable(_)
-                | GatewayError::UsageBacklog(_)
-                | GatewayError::StoreUnavailable(_)
-                | GatewayError::Internal(_)
-        ) || matches!(self, GatewayError::UpstreamGrpc { code, .. } if !grpc_class(*code).blames_client)
+            | GatewayError::UpstreamStatus { .. }
+            | GatewayError::UpstreamProtocol { .. }
+            | GatewayError::RateLimiterUnavailable(_)
+            | GatewayError::BudgetUnavailable(_)
+            | GatewayError::UsageBacklog(_)
+            | GatewayError::StoreUnavailable(_)
+            | GatewayError::Internal(_) => true,
+            GatewayError::InvalidJson(_)
+            | GatewayError::MissingParameter(_)
+            | GatewayError::InvalidParameter { .. }
+            | GatewayError::UnsupportedMediaType(_)
+            | GatewayError::PayloadTooLarge { .. }
+            | GatewayError::ModelNotFound(_)
+            | GatewayError::RouteNotFound { .. }
+            | GatewayError::MethodNotAllowed { .. }
+            | GatewayError::NoHealthyEndpoint { .. }
+            | GatewayError::UpstreamResponseTooLarge { .. }
+            | GatewayError::UpstreamTimeout { .. }
+            | GatewayError::Unauthorized { .. }
+            | GatewayError::ModelNotAllowed(_)
+            | GatewayError::AdminRequired
+            | GatewayError::QuotaExceeded(_)
+            | GatewayError::RateLimited { .. }
+            | GatewayError::ResourceNotFound(_)
+            | GatewayError::UnsupportedByService { .. }
+            | GatewayError::Overloaded
+            | GatewayError::TooManyConcurrentRequests { .. } => false,
+        }
     }
 
     /// The OpenAI-shaped body: `{"error":{"message","type","param","code"}}`.

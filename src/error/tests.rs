@@ -75,3 +75,49 @@ fn rate_limits_answer_like_openai_with_retry_after() {
     let unavailable = GatewayError::RateLimiterUnavailable("down".into());
     assert_eq!(unavailable.status().as_u16(), 503);
 }
+
+/// What `hides_detail` hides, `public_message` leaves out: no variant's detail reaches a client.
+#[test]
+fn hidden_details_stay_out_of_public_messages() {
+    let secret = "10.9.8.7:5432 password=hunter2";
+    let errors = [
+        GatewayError::StoreUnavailable(secret.into()),
+        GatewayError::Internal(secret.into()),
+        GatewayError::RateLimiterUnavailable(secret.into()),
+        GatewayError::BudgetUnavailable(secret.into()),
+        GatewayError::UsageBacklog(secret.into()),
+        GatewayError::UpstreamConnect {
+            service: "s".into(),
+            detail: secret.into(),
+        },
+        GatewayError::UpstreamProtocol {
+            service: "s".into(),
+            detail: secret.into(),
+        },
+        GatewayError::UpstreamStatus {
+            service: "s".into(),
+            status: 500,
+            detail: secret.into(),
+        },
+        GatewayError::UpstreamGrpc {
+            service: "s".into(),
+            code: tonic::Code::Internal,
+            message: secret.into(),
+        },
+    ];
+    for error in errors {
+        assert!(error.hides_detail(), "{error:?}");
+        assert!(!error.public_message().contains("hunter2"), "{error:?}");
+        assert!(
+            error.to_string().contains("hunter2"),
+            "the log keeps {error:?}"
+        );
+    }
+    let client = GatewayError::UpstreamGrpc {
+        service: "s".into(),
+        code: tonic::Code::InvalidArgument,
+        message: "prompt too long".into(),
+    };
+    assert!(!client.hides_detail());
+    assert!(client.public_message().contains("prompt too long"));
+}
