@@ -587,3 +587,19 @@ fn gateway_trusted(entries: &[&str]) -> crate::client_ip::TrustedProxies {
     let entries: Vec<String> = entries.iter().map(|e| e.to_string()).collect();
     crate::client_ip::TrustedProxies::parse(&entries).expect("valid")
 }
+
+#[test]
+fn the_user_cache_ttl_is_configurable_and_bounded() {
+    let config = load(&[], &[]).expect("valid");
+    assert_eq!(config.auth.user_cache_ttl, Duration::from_secs(5));
+    assert_eq!(config.auth.jwt_expiry, Duration::from_secs(86_400));
+    let env = [("AUTH_USER_CACHE_TTL_SECS", "2"), ("JWT_EXPIRY", "30m")];
+    let config = load(&[], &env).expect("valid");
+    assert_eq!(config.auth.user_cache_ttl, Duration::from_secs(2));
+    assert_eq!(config.auth.jwt_expiry, Duration::from_secs(1800));
+    check_error(
+        &[("default.toml", "[auth]\nuser_cache_ttl_secs = 3600\n")],
+        &[],
+        &["auth.user_cache_ttl_secs"],
+    );
+}
