@@ -43,6 +43,7 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("JWT_SECRET", "auth.jwt_secret"),
     ("JWT_EXPIRY", "auth.jwt_expiry"),
     ("AUTH_KEY_CACHE_TTL_SECS", "auth.key_cache_ttl_secs"),
+    ("AUTH_USER_CACHE_TTL_SECS", "auth.user_cache_ttl_secs"),
     ("WS_MAX_MESSAGE_BYTES", "websocket.max_message_bytes"),
     (
         "WS_MAX_CONCURRENT_REQUESTS",
@@ -50,6 +51,19 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ),
     ("WS_PING_INTERVAL_MS", "websocket.ping_interval_ms"),
     ("WS_IDLE_TIMEOUT_MS", "websocket.idle_timeout_ms"),
+    (
+        "WS_MAX_SESSION_LIFETIME_MS",
+        "websocket.max_session_lifetime_ms",
+    ),
+    (
+        "WS_CREDENTIAL_CHECK_INTERVAL_MS",
+        "websocket.credential_check_interval_ms",
+    ),
+    ("WS_MAX_SESSIONS", "websocket.max_sessions"),
+    ("WS_MAX_SESSIONS_PER_KEY", "websocket.max_sessions_per_key"),
+    ("WS_MAX_TICKETS", "websocket.max_tickets"),
+    ("WS_MAX_TICKETS_PER_KEY", "websocket.max_tickets_per_key"),
+    ("WS_TICKETS_PER_MINUTE", "websocket.tickets_per_minute"),
     ("GRAPHQL_ENABLED", "graphql.enabled"),
     ("GRAPHQL_PLAYGROUND", "graphql.playground"),
     ("GRAPHQL_INTROSPECTION", "graphql.introspection"),

@@ -620,3 +620,79 @@ fn a_default_api_key_stays_with_named_services() {
     );
     assert_eq!(config.registry.defaults.api_key, None);
 }
+
+#[test]
+fn the_user_cache_ttl_is_configurable_and_bounded() {
+    let config = load(&[], &[]).expect("valid");
+    assert_eq!(config.auth.user_cache_ttl, Duration::from_secs(5));
+    assert_eq!(config.auth.jwt_expiry, Duration::from_secs(86_400));
+    let env = [("AUTH_USER_CACHE_TTL_SECS", "2"), ("JWT_EXPIRY", "30m")];
+    let config = load(&[], &env).expect("valid");
+    assert_eq!(config.auth.user_cache_ttl, Duration::from_secs(2));
+    assert_eq!(config.auth.jwt_expiry, Duration::from_secs(1800));
+    check_error(
+        &[("default.toml", "[auth]\nuser_cache_ttl_secs = 3600\n")],
+        &[],
+        &["auth.user_cache_ttl_secs"],
+    );
+}
+
+#[test]
+fn websocket_credential_checks_and_lifetime_are_configurable() {
+    let config = load(&[], &[]).expect("valid");
+    let ws = &config.websocket;
+    assert_eq!(ws.max_session_lifetime, Duration::from_secs(3600));
+    assert_eq!(ws.credential_check_interval, Duration::from_secs(5));
+    let env = [
+        ("WS_MAX_SESSION_LIFETIME_MS", "60000"),
+        ("WS_CREDENTIAL_CHECK_INTERVAL_MS", "1000"),
+    ];
+    let config = load(&[], &env).expect("valid");
+    let ws = &config.websocket;
+    assert_eq!(ws.max_session_lifetime, Duration::from_secs(60));
+    assert_eq!(ws.credential_check_interval, Duration::from_secs(1));
+    check_error(
+        &[(
+            "default.toml",
+            "[websocket]\nmax_session_lifetime_ms = 0\ncredential_check_interval_ms = 0\n",
+        )],
+        &[],
+        &[
+            "websocket.max_session_lifetime_ms",
+            "websocket.credential_check_interval_ms",
+        ],
+    );
+}
+
+#[test]
+fn websocket_caps_are_configurable() {
+    let config = load(&[], &[]).expect("valid");
+    let ws = &config.websocket;
+    assert_eq!((ws.max_sessions, ws.max_sessions_per_key), (10_000, 100));
+    assert_eq!((ws.max_tickets, ws.max_tickets_per_key), (10_000, 16));
+    assert_eq!(ws.tickets_per_minute, 60);
+    let env = [
+        ("WS_MAX_SESSIONS", "50"),
+        ("WS_MAX_SESSIONS_PER_KEY", "5"),
+        ("WS_MAX_TICKETS", "40"),
+        ("WS_MAX_TICKETS_PER_KEY", "4"),
+        ("WS_TICKETS_PER_MINUTE", "10"),
+    ];
+    let config = load(&[], &env).expect("valid");
+    let ws = &config.websocket;
+    assert_eq!((ws.max_sessions, ws.max_sessions_per_key), (50, 5));
+    assert_eq!((ws.max_tickets, ws.max_tickets_per_key), (40, 4));
+    assert_eq!(ws.tickets_per_minute, 10);
+    check_error(
+        &[(
+            "default.toml",
+            "[websocket]\nmax_sessions_per_key = 0\nmax_tickets = 0\ntickets_per_minute = 0\n",
+        )],
+        &[],
+        &[
+            "websocket.max_sessions_per_key",
+            "websocket.max_tickets",
+            "websocket.tickets_per_minute",
+        ],
+    );
+}

@@ -2,9 +2,13 @@
 //!
 //! Authentication happens at the upgrade, from (in this order) a `?ticket=` from
 //! `POST /v1/ws/ticket`, the `Authorization`/`x-api-key` header, or the subprotocol
-//! `openai-insecure-api-key.<credential>`. The message protocol is in [`protocol`].
+//! `openai-insecure-api-key.<credential>`, and again while the socket lives ([`credential`]).
+//! Sessions and tickets are capped per key and in total ([`caps`], [`ticket`]). The message
+//! protocol is in [`protocol`].
 
+pub mod caps;
 mod chat;
+pub mod credential;
 pub mod hub;
 pub mod protocol;
 mod session;
@@ -26,9 +30,11 @@ use crate::error::GatewayError;
 use crate::principal::{Accepts, Admin, Principal};
 use crate::state::AppState;
 use crate::upstream::UpstreamClients;
+use caps::{SessionSlots, Subject};
+use credential::SessionCredential;
 pub use hub::{SessionInfo, WsHubHandle};
 use session::WsSession;
-use ticket::TicketStore;
+use ticket::{TicketLimits, TicketStore};
 
 /// The subprotocol the gateway answers with when the client offers it.
 pub const PROTOCOL: &str = "ai-gateway.v1";
@@ -39,6 +45,7 @@ pub const AUTH_PROTOCOL_PREFIX: &str = "openai-insecure-api-key.";
 pub struct WsState {
     pub hub: WsHubHandle,
     pub tickets: TicketStore,
+    pub sessions: Arc<SessionSlots>,
     pub config: WebSocketConfig,
 }
 
@@ -46,7 +53,13 @@ impl WsState {
     pub fn new(hub: WsHubHandle, config: WebSocketConfig) -> Self {
         WsState {
             hub,
-            tickets: TicketStore::new(config.ticket_ttl),
+            tickets: TicketStore::new(TicketLimits {
+                ttl: config.ticket_ttl,
+                max_total: config.max_tickets,
+                max_per_subject: config.max_tickets_per_key,
+                per_minute: config.tickets_per_minute,
+            }),
+            sessions: SessionSlots::new(config.max_sessions, config.max_sessions_per_key),
             config,
         }
     }
@@ -69,7 +82,37 @@ fn ticket_of(request: &HttpRequest) -> Option<String> {
         .and_then(|query| query.get("ticket").cloned())
 }
 
-/// The upgrade: authenticate, pick the subprotocol, start the session actor.
+/// Who opens the socket, and the credential the session keeps checking: a ticket's (checked
+/// again now, since the key may have been revoked after the ticket was issued), or the one
+/// presented in a header or the subprotocol.
+async fn authenticate(
+    request: &HttpRequest,
+    auth_protocol: Option<&str>,
+    state: &AppState,
+    ws: &WsState,
+) -> Result<(Principal, SessionCredential), GatewayError> {
+    if let Some(ticket) = ticket_of(request) {
+        let credential = ws.tickets.redeem(&ticket, Instant::now()).ok_or_else(|| {
+            GatewayError::Unauthorized {
+                code: "invalid_ticket",
+                message: "The WebSocket ticket is unknown, used or expired; get a new one from POST /v1/ws/ticket.".into(),
+            }
+        })?;
+        let principal = credential
+            .recheck(state)
+            .await
+            .map_err(credential::Refusal::into_error)?;
+        return Ok((principal, credential));
+    }
+    let presented = presented_credential(request)
+        .or_else(|| auth_protocol.and_then(|p| p.strip_prefix(AUTH_PROTOCOL_PREFIX)));
+    let principal = Principal::resolve(presented, Accepts::KeyOrToken, state).await?;
+    let credential = SessionCredential::of(&principal, presented);
+    Ok((principal, credential))
+}
+
+/// The upgrade: authenticate, take a session slot (429 over the caps), pick the subprotocol,
+/// start the session actor.
 pub async fn connect(
     request: HttpRequest,
     payload: web::Payload,
@@ -82,23 +125,10 @@ pub async fn connect(
         .iter()
         .find(|p| p.starts_with(AUTH_PROTOCOL_PREFIX))
         .cloned();
-    let principal = if let Some(ticket) = ticket_of(&request) {
-        ws
-            .tickets
-            .redeem(&ticket, Instant::now())
-            .ok_or_else(|| GatewayError::Unauthorized {
-                code: "invalid_ticket",
-                message: "The WebSocket ticket is unknown, used or expired; get a new one from POST /v1/ws/ticket.".into(),
-            })?
-    } else {
-        let credential = presented_credential(&request).or_else(|| {
-            auth_protocol
-                .as_deref()
-                .and_then(|p| p.strip_prefix(AUTH_PROTOCOL_PREFIX))
-        });
-        Principal::resolve(credential, Accepts::KeyOrToken, &state).await?
-    };
+    let (principal, credential) =
+        authenticate(&request, auth_protocol.as_deref(), &state, &ws).await?;
     principal.require_caller()?;
+    let slot = ws.sessions.acquire(Subject::of(&principal))?;
     // Answer with our protocol name when offered; otherwise echo the credential protocol,
     // since browsers fail a handshake that ignores every protocol they offered.
     let answer: Vec<&str> = if offered.iter().any(|p| p == PROTOCOL) {
@@ -125,6 +155,8 @@ pub async fn connect(
         WsSession {
             id,
             principal,
+            credential,
+            _slot: slot,
             state,
             clients,
             settings: config,
@@ -136,18 +168,24 @@ pub async fn connect(
             active_count: Arc::new(AtomicUsize::new(0)),
             last_heard: Instant::now(),
             closing: false,
+            rechecking: false,
         }
     });
     Ok(response)
 }
 
-/// `POST /v1/ws/ticket`: a single-use ticket for `GET /v1/ws?ticket=…`.
+/// `POST /v1/ws/ticket`: a single-use ticket for `GET /v1/ws?ticket=…`; 429 when the key
+/// holds its share of tickets, asks too often, or already has its maximum of sessions open.
 pub async fn issue_ticket(
+    request: HttpRequest,
     principal: Principal,
     ws: web::Data<WsState>,
 ) -> Result<HttpResponse, GatewayError> {
     principal.require_caller()?;
-    let ticket = ws.tickets.issue(principal, Instant::now())?;
+    let subject = Subject::of(&principal);
+    ws.sessions.check(subject.as_ref())?;
+    let credential = SessionCredential::of(&principal, presented_credential(&request));
+    let ticket = ws.tickets.issue(credential, subject, Instant::now())?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "ticket": ticket,
         "expires_in": ws.tickets.ttl().as_secs(),

@@ -230,6 +230,9 @@ pub struct RawAuth {
     pub jwt_audience: String,
     /// How long a looked-up key is trusted before it is read again (revocation delay).
     pub key_cache_ttl_secs: u64,
+    /// How long a token's user (its role, or that it was deleted) is trusted before it is
+    /// read again: the delay before a deletion or demotion takes effect (1 to 60).
+    pub user_cache_ttl_secs: u64,
 }
 
 impl Default for RawAuth {
@@ -241,6 +244,7 @@ impl Default for RawAuth {
             jwt_issuer: "ai-gateway".into(),
             jwt_audience: "ai-gateway-admin".into(),
             key_cache_ttl_secs: 5,
+            user_cache_ttl_secs: 5,
         }
     }
 }
@@ -270,7 +274,7 @@ impl Default for RawUsage {
     }
 }
 
-/// `GET /v1/ws`: per-socket limits.
+/// `GET /v1/ws`: per-socket limits, and the caps on sessions and tickets.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawWebSocket {
@@ -286,6 +290,20 @@ pub struct RawWebSocket {
     pub outbound_queue: usize,
     /// Lifetime of a single-use ticket from `POST /v1/ws/ticket`.
     pub ticket_ttl_secs: u64,
+    /// A session is closed (4000) this long after it opened, whatever it is doing; the client
+    /// reconnects with a credential that is checked again.
+    pub max_session_lifetime_ms: u64,
+    /// How often an open session checks its credential again (through the key and user
+    /// caches), so a revoked key or deleted user ends even an idle or streaming socket.
+    pub credential_check_interval_ms: u64,
+    /// Open sessions at most, in total and per API key or user; over either: 429.
+    pub max_sessions: usize,
+    pub max_sessions_per_key: usize,
+    /// Unredeemed tickets at most, in total and per API key or user; over either: 429.
+    pub max_tickets: usize,
+    pub max_tickets_per_key: usize,
+    /// `POST /v1/ws/ticket` calls per minute per API key or user (bursts of as many).
+    pub tickets_per_minute: u64,
 }
 
 impl Default for RawWebSocket {
@@ -297,6 +315,13 @@ impl Default for RawWebSocket {
             idle_timeout_ms: 45_000,
             outbound_queue: 64,
             ticket_ttl_secs: 30,
+            max_session_lifetime_ms: 3_600_000,
+            credential_check_interval_ms: 5_000,
+            max_sessions: 10_000,
+            max_sessions_per_key: 100,
+            max_tickets: 10_000,
+            max_tickets_per_key: 16,
+            tickets_per_minute: 60,
         }
     }
 }
