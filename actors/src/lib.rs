@@ -24,6 +24,7 @@ pub mod shared;
 pub mod store;
 pub mod tokens;
 pub mod usage;
+pub mod users;
 
 pub use endpoint::{Endpoint, EndpointSpec, Origin, Protocol};
 pub use pool::{PoolSnapshot, UpstreamPool, UpstreamPoolHandle};

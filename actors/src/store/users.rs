@@ -126,6 +126,62 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The user named `username`, if there is one.
+    pub async fn find_user(&self, username: &str) -> Result<Option<UserRow>, StoreError> {
+        if !super::text::is_clean(username, super::text::MAX_LABEL) {
+            return Ok(None);
+        }
+        Ok(with_conn!(self, conn => {
+            users::table
+                .filter(users::username.eq(username))
+                .select(UserRow::as_select())
+                .first(conn)
+                .await
+                .optional()?
+        }))
+    }
+
+    /// Every user, oldest first.
+    pub async fn list_users(&self) -> Result<Vec<UserRow>, StoreError> {
+        Ok(with_conn!(self, conn => {
+            users::table
+                .order(users::id.asc())
+                .select(UserRow::as_select())
+                .load(conn)
+                .await?
+        }))
+    }
+
+    /// Changes a user's role; `None` when there is no such user.
+    pub async fn set_user_role(
+        &self,
+        username: &str,
+        role: Role,
+    ) -> Result<Option<UserRow>, StoreError> {
+        let updated = with_conn!(self, conn => {
+            diesel::update(users::table.filter(users::username.eq(username)))
+                .set(users::role.eq(role.as_str()))
+                .execute(conn)
+                .await?
+        });
+        if updated == 0 {
+            return Ok(None);
+        }
+        self.find_user(username).await
+    }
+
+    /// Deletes a user; `false` when there was none.
+    pub async fn delete_user(&self, username: &str) -> Result<bool, StoreError> {
+        let deleted = with_conn!(self, conn => {
+            diesel::delete(users::table.filter(users::username.eq(username)))
+                .execute(conn)
+                .await?
+        });
+        Ok(deleted > 0)
+    }
+}
+
 /// The argon2 hash of a random password nobody knows, made once.
 fn dummy_hash() -> &'static str {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
