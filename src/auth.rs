@@ -9,6 +9,7 @@ use actix_web::http::header;
 use actix_web::HttpRequest;
 use actors::keys::{ApiKey, KeyCache, KeyLookup};
 use actors::store::users::Role;
+use actors::users::UserCache;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -84,7 +85,7 @@ impl JwtKeys {
         validation.set_issuer(&[config.jwt_issuer.as_str()]);
         validation.set_audience(&[config.jwt_audience.as_str()]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = 5;
+        validation.leeway = LEEWAY_SECS;
         JwtKeys {
             encoding: EncodingKey::from_secret(config.jwt_secret.as_bytes()),
             decoding: DecodingKey::from_secret(config.jwt_secret.as_bytes()),
@@ -122,6 +123,30 @@ impl JwtKeys {
     }
 }
 
+/// Clock skew allowed between the replica that created a user and the one that signed a
+/// token (the same as the token validation's leeway).
+const LEEWAY_SECS: u64 = 5;
+
+/// A verified token's claims as they stand now: the user's current role (through the user
+/// cache, so a change reaches every replica within its TTL), or 401 when the user was deleted
+/// or the token predates the user of that name (deleted and created again).
+pub async fn current_claims(mut claims: Claims, users: &UserCache) -> Result<Claims, GatewayError> {
+    let user = users
+        .current(&claims.sub)
+        .await
+        .map_err(|error| GatewayError::StoreUnavailable(error.to_string()))?
+        .ok_or_else(|| unauthorized("invalid_token", "The token's user no longer exists."))?;
+    let issued_ms = claims.iat.saturating_add(LEEWAY_SECS).saturating_mul(1000);
+    if i64::try_from(issued_ms).unwrap_or(i64::MAX) < user.created_at {
+        return Err(unauthorized(
+            "invalid_token",
+            "The token was issued before its user existed.",
+        ));
+    }
+    claims.role = user.role.as_str().to_string();
+    Ok(claims)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +161,7 @@ mod tests {
             jwt_issuer: "ai-gateway".into(),
             jwt_audience: "ai-gateway-admin".into(),
             key_cache_ttl: Duration::from_secs(5),
+            user_cache_ttl: Duration::from_secs(5),
         }
     }
 

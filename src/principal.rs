@@ -9,7 +9,6 @@
 //! box one future per proxied request. WebSocket and GraphQL call it where their handshake or
 //! body tells them the credential.
 
-use std::future::{ready, Ready};
 use std::sync::Arc;
 
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
@@ -18,7 +17,7 @@ use actors::store::keys::KEY_PREFIX;
 use actors::store::users::Role;
 use futures_util::future::LocalBoxFuture;
 
-use crate::auth::{key_from_secret, presented_credential, unauthorized, Claims};
+use crate::auth::{current_claims, key_from_secret, presented_credential, unauthorized, Claims};
 use crate::error::GatewayError;
 use crate::state::AppState;
 
@@ -68,15 +67,16 @@ impl Principal {
                     .await
                     .map(Principal::Key)
             }
-            Accepts::Token => Self::resolve_token(credential, state),
+            // Boxed like the next: the user lookup's future stays out of `/v1` requests'.
+            Accepts::Token => Box::pin(Self::resolve_token(credential, state)).await,
             // Boxed: inline, its larger future would size every `/v1` request's future too;
             // WebSocket and GraphQL resolve once per connection or document.
             Accepts::KeyOrToken => Box::pin(Self::resolve_key_or_token(credential, state)).await,
         }
     }
 
-    /// A dashboard token; needs no await (verifying a JWT is a local computation).
-    fn resolve_token(
+    /// A dashboard token.
+    async fn resolve_token(
         credential: Option<&str>,
         state: &AppState,
     ) -> Result<Principal, GatewayError> {
@@ -86,7 +86,17 @@ impl Principal {
                 "Send an admin token as 'Authorization: Bearer <jwt>'.",
             )
         })?;
-        state.jwt.verify(token).map(Principal::User)
+        Self::user_of_token(token, state).await
+    }
+
+    /// A token's user as the database says now: its signature and expiry are checked locally,
+    /// its user (deleted? demoted?) through the user cache, so neither outlives the change by
+    /// more than `auth.user_cache_ttl_secs`.
+    pub async fn user_of_token(token: &str, state: &AppState) -> Result<Principal, GatewayError> {
+        let claims = state.jwt.verify(token)?;
+        current_claims(claims, &state.users)
+            .await
+            .map(Principal::User)
     }
 
     async fn resolve_key_or_token(
@@ -109,7 +119,7 @@ impl Principal {
                 .map(Principal::Key);
         }
         if credential.matches('.').count() == 2 {
-            return state.jwt.verify(credential).map(Principal::User);
+            return Self::user_of_token(credential, state).await;
         }
         Err(GatewayError::Unauthorized {
             code: "invalid_api_key",
@@ -202,18 +212,22 @@ impl FromRequest for Principal {
     }
 }
 
-/// An administrator's token (`/admin/*`): a [`Principal`] that passed `require_admin`.
+/// An administrator's token (`/admin/*`): a [`Principal`] that passed `require_admin`, with
+/// the role its user has now (not the one in the token).
 pub struct Admin(pub Principal);
 
 impl FromRequest for Admin {
     type Error = GatewayError;
-    type Future = Ready<Result<Self, Self::Error>>;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(app_state(request).and_then(|state| {
-            let principal = Principal::resolve_token(presented_credential(request), state)?;
+        let request = request.clone();
+        Box::pin(async move {
+            let state = app_state(&request)?;
+            let credential = presented_credential(&request);
+            let principal = Principal::resolve(credential, Accepts::Token, state).await?;
             principal.require_admin()?;
             Ok(Admin(principal))
-        }))
+        })
     }
 }

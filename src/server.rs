@@ -19,6 +19,7 @@ use actors::keys::{KeyCache, KeyCacheSettings};
 use actors::limits::{ConcurrencyLimiter, LimiterUpkeep, RateLimiter, SharedLimiter};
 use actors::store::Store;
 use actors::usage::{UsageHandle, UsageRecorder};
+use actors::users::{UserCache, UserCacheSettings};
 
 use crate::auth::JwtKeys;
 use crate::config::{Config, DiscoveryBackend};
@@ -88,6 +89,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
         ),
         auth_enabled: config.auth.enabled,
         jwt: JwtKeys::new(&config.auth),
+        users: UserCache::new(
+            store.clone(),
+            UserCacheSettings {
+                ttl: config.auth.user_cache_ttl,
+                ..UserCacheSettings::default()
+            },
+        ),
         login_requests_per_minute: config.rate_limit.login_requests_per_minute,
         trusted_proxies: config.trusted_proxies.clone(),
     });

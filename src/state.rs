@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use actors::keys::KeyCache;
 use actors::store::Store;
+use actors::users::UserCache;
 
 use crate::auth::JwtKeys;
 use crate::client_ip::TrustedProxies;
@@ -22,6 +23,8 @@ pub struct AppState {
     pub keys: KeyCache,
     pub auth_enabled: bool,
     pub jwt: JwtKeys,
+    /// Token users' current roles (deletion and demotion take effect within its TTL).
+    pub users: UserCache,
     /// `/auth/login` attempts per minute per client IP (when rate limits are on).
     pub login_requests_per_minute: u64,
     /// Whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).

@@ -43,6 +43,7 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("JWT_SECRET", "auth.jwt_secret"),
     ("JWT_EXPIRY", "auth.jwt_expiry"),
     ("AUTH_KEY_CACHE_TTL_SECS", "auth.key_cache_ttl_secs"),
+    ("AUTH_USER_CACHE_TTL_SECS", "auth.user_cache_ttl_secs"),
     ("WS_MAX_MESSAGE_BYTES", "websocket.max_message_bytes"),
     (
         "WS_MAX_CONCURRENT_REQUESTS",

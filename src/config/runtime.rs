@@ -151,6 +151,7 @@ pub struct AuthConfig {
     pub jwt_issuer: String,
     pub jwt_audience: String,
     pub key_cache_ttl: Duration,
+    pub user_cache_ttl: Duration,
 }
 
 impl std::fmt::Debug for AuthConfig {

@@ -620,3 +620,19 @@ fn a_default_api_key_stays_with_named_services() {
     );
     assert_eq!(config.registry.defaults.api_key, None);
 }
+
+#[test]
+fn the_user_cache_ttl_is_configurable_and_bounded() {
+    let config = load(&[], &[]).expect("valid");
+    assert_eq!(config.auth.user_cache_ttl, Duration::from_secs(5));
+    assert_eq!(config.auth.jwt_expiry, Duration::from_secs(86_400));
+    let env = [("AUTH_USER_CACHE_TTL_SECS", "2"), ("JWT_EXPIRY", "30m")];
+    let config = load(&[], &env).expect("valid");
+    assert_eq!(config.auth.user_cache_ttl, Duration::from_secs(2));
+    assert_eq!(config.auth.jwt_expiry, Duration::from_secs(1800));
+    check_error(
+        &[("default.toml", "[auth]\nuser_cache_ttl_secs = 3600\n")],
+        &[],
+        &["auth.user_cache_ttl_secs"],
+    );
+}

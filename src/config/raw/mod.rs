@@ -230,6 +230,9 @@ pub struct RawAuth {
     pub jwt_audience: String,
     /// How long a looked-up key is trusted before it is read again (revocation delay).
     pub key_cache_ttl_secs: u64,
+    /// How long a token's user (its role, or that it was deleted) is trusted before it is
+    /// read again: the delay before a deletion or demotion takes effect (1 to 60).
+    pub user_cache_ttl_secs: u64,
 }
 
 impl Default for RawAuth {
@@ -241,6 +244,7 @@ impl Default for RawAuth {
             jwt_issuer: "ai-gateway".into(),
             jwt_audience: "ai-gateway-admin".into(),
             key_cache_ttl_secs: 5,
+            user_cache_ttl_secs: 5,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The `auth` section: the JWT secret (required and strong in production, random and
-//! short-lived in development), token lifetime, and the key cache's revocation delay.
+//! short-lived in development), token lifetime, and the key and user caches' delays.
 
 use std::time::Duration;
 
@@ -37,6 +37,12 @@ pub(super) fn auth(raw: &RawAuth, production: bool, errors: &mut Errors) -> Auth
         ));
         Duration::from_secs(86_400)
     });
+    if !(1..=60).contains(&raw.user_cache_ttl_secs) {
+        errors.push(
+            "auth.user_cache_ttl_secs: must be 1 to 60 (the delay before a deleted or demoted user loses access)"
+                .into(),
+        );
+    }
     AuthConfig {
         enabled: raw.enabled,
         jwt_secret,
@@ -45,6 +51,7 @@ pub(super) fn auth(raw: &RawAuth, production: bool, errors: &mut Errors) -> Auth
         jwt_issuer: raw.jwt_issuer.clone(),
         jwt_audience: raw.jwt_audience.clone(),
         key_cache_ttl: Duration::from_secs(raw.key_cache_ttl_secs),
+        user_cache_ttl: Duration::from_secs(raw.user_cache_ttl_secs),
     }
 }
 
