@@ -1,5 +1,7 @@
 //! Operator actions shared by the admin REST API and the CLI: validating and applying key
-//! changes, and usage reports.
+//! changes, and usage reports; [`users`] holds the user operations.
+
+pub mod users;
 
 use actors::store::keys::{KeyLimits, KeyRow, KeyUpdate, NewKey};
 use actors::store::usage::{UsageGrouping, UsageSummary};

@@ -37,6 +37,13 @@ pub fn configure(config: &mut web::ServiceConfig, dashboard_config: &DashboardCo
                 .default_service(web::to(ops::method_not_allowed)),
         )
         .service(post("/admin/keys/{id}/revoke", admin::revoke_key))
+        .service(get("/admin/users", admin::list_users))
+        .service(
+            web::resource("/admin/users/{username}")
+                .route(web::patch().to(admin::update_user))
+                .route(web::delete().to(admin::delete_user))
+                .default_service(web::to(ops::method_not_allowed)),
+        )
         .service(get("/admin/usage", admin::usage))
         .service(get("/admin/upstreams", admin::upstreams))
         .service(get("/admin/overview", overview::overview))

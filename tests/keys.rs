@@ -352,3 +352,176 @@ async fn a_live_sqlite_database_can_be_backed_up() {
         vec!["kept"]
     );
 }
+
+/// A token for `sub`, signed with `secret`, issued `age_secs` ago and valid for ten minutes.
+fn token_issued_ago(secret: &str, sub: &str, age_secs: u64) -> String {
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = gateway::auth::Claims {
+        sub: sub.into(),
+        role: "admin".into(),
+        iss: "ai-gateway".into(),
+        aud: "ai-gateway-admin".into(),
+        iat: now - age_secs,
+        exp: now + 600,
+    };
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("sign")
+}
+
+const TEST_JWT_SECRET: &str = "a-test-secret-of-more-than-32-random-bytes";
+
+#[actix_rt::test]
+async fn deleted_and_demoted_users_lose_access_at_once_here() {
+    let upstream = mock("a");
+    let mut raw = config_on(Db::Sqlite).await;
+    raw.auth.jwt_secret = Some(TEST_JWT_SECRET.into());
+    // Long enough that only this replica's own invalidation can explain what follows.
+    raw.auth.user_cache_ttl_secs = 60;
+    let gateway = start_gateway(raw, &services_for("llm", &[&upstream], &[])).await;
+    let admin = gateway.admin_token().await;
+    let (name, ops) = gateway.user_token(actors::store::users::Role::Admin).await;
+    let keys_as = |token: String| {
+        let gateway = &gateway;
+        async move {
+            let (status, body) = gateway
+                .send_as(Method::GET, "/admin/keys", &token, None)
+                .await;
+            (
+                status,
+                body["error"]["code"].as_str().unwrap_or("").to_string(),
+            )
+        }
+    };
+    assert_eq!(keys_as(ops.clone()).await.0, 200);
+    let (status, users) = gateway
+        .send_as(Method::GET, "/admin/users", &admin, None)
+        .await;
+    assert_eq!(status, 200);
+    assert!(users.to_string().contains(&name));
+    assert!(!users.to_string().contains("argon2"), "no password hashes");
+
+    // Demoted: the token's role claim no longer counts.
+    let path = format!("/admin/users/{name}");
+    let viewer = json!({"role": "viewer"});
+    let (status, body) = gateway
+        .send_as(Method::PATCH, &path, &admin, Some(&viewer))
+        .await;
+    assert_eq!((status, body["role"].as_str()), (200, Some("viewer")));
+    assert_eq!(
+        keys_as(ops.clone()).await,
+        (403, "insufficient_permissions".into())
+    );
+    let promoted = json!({"role": "admin"});
+    let (status, _) = gateway
+        .send_as(Method::PATCH, &path, &admin, Some(&promoted))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(keys_as(ops.clone()).await.0, 200);
+
+    // Deleted: the token is refused.
+    let (status, _) = gateway.send_as(Method::DELETE, &path, &admin, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(keys_as(ops.clone()).await, (401, "invalid_token".into()));
+    let (status, _) = gateway.send_as(Method::DELETE, &path, &admin, None).await;
+    assert_eq!(status, 404);
+
+    // A token older than its user (say, of a user deleted and created again under the same
+    // name) is refused; one signed the same way since the user exists is not.
+    let (reborn, _) = gateway.user_token(actors::store::users::Role::Admin).await;
+    let older = token_issued_ago(TEST_JWT_SECRET, &reborn, 60);
+    let (status, body) = gateway
+        .send_as(Method::GET, "/admin/keys", &older, None)
+        .await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("issued before its user existed")));
+    let current = token_issued_ago(TEST_JWT_SECRET, &reborn, 0);
+    assert_eq!(keys_as(current).await.0, 200);
+
+    // Nobody demotes or deletes themselves; bad roles and names are refused.
+    let admin_name = gateway
+        .send_as(Method::GET, "/admin/users", &admin, None)
+        .await
+        .1["data"][0]["username"]
+        .as_str()
+        .expect("the first user")
+        .to_string();
+    let own = format!("/admin/users/{admin_name}");
+    let cases = [
+        (Method::PATCH, own.clone(), Some(viewer.clone()), 400),
+        (Method::DELETE, own, None, 400),
+        (
+            Method::PATCH,
+            path.clone(),
+            Some(json!({"role": "root"})),
+            400,
+        ),
+        (
+            Method::PATCH,
+            path,
+            Some(json!({"role": "admin", "x": 1})),
+            400,
+        ),
+        (Method::DELETE, "/admin/users/nobody".into(), None, 404),
+    ];
+    for (method, path, body, expected) in cases {
+        let (status, answer) = gateway
+            .send_as(method.clone(), &path, &admin, body.as_ref())
+            .await;
+        assert_eq!(status, expected, "{method} {path}: {answer}");
+    }
+    assert_eq!(keys_as(admin).await.0, 200, "the admin is still one");
+    gateway.stop().await;
+}
+
+#[actix_rt::test]
+async fn user_changes_reach_another_replica_within_the_ttl() {
+    let upstream = mock("a");
+    let mut raw = config_on(Db::Postgres).await;
+    raw.auth.jwt_secret = Some(TEST_JWT_SECRET.into());
+    raw.auth.user_cache_ttl_secs = 1;
+    let services = services_for("llm", &[&upstream], &[]);
+    let first = start_gateway(raw.clone(), &services).await;
+    let second = start_gateway(raw, &services).await;
+    let admin = first.admin_token().await;
+    let (name, ops) = first.user_token(actors::store::users::Role::Admin).await;
+    let replica = &second;
+    let status_there = |token: String| async move {
+        replica
+            .send_as(Method::GET, "/admin/keys", &token, None)
+            .await
+            .0
+    };
+    assert_eq!(status_there(ops.clone()).await, 200, "known there");
+
+    // Each change is made on the first replica; the second sees it within its user-cache TTL
+    // (1 s here) plus one lookup.
+    let path = format!("/admin/users/{name}");
+    let changes = [
+        (Method::PATCH, Some(json!({"role": "viewer"})), 403),
+        (Method::DELETE, None, 401),
+    ];
+    for (method, body, refused) in changes {
+        let (status, answer) = first.send_as(method, &path, &admin, body.as_ref()).await;
+        assert_eq!(status, 200, "{answer}");
+        let started = std::time::Instant::now();
+        let token = ops.clone();
+        wait_for("the other replica to see the change", || {
+            let token = token.clone();
+            async move { status_there(token).await == refused }
+        })
+        .await;
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    first.stop().await;
+    second.stop().await;
+}

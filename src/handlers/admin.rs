@@ -1,4 +1,5 @@
-//! `/auth/login` and the admin REST API (`/admin/*`, admin JWT required).
+//! `/auth/login` and the admin REST API (`/admin/*`, admin JWT required): keys, users, usage,
+//! upstreams.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use actors::store::now_millis;
@@ -6,9 +7,10 @@ use actors::store::users::Role;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::admin::users::UpdateUserRequest;
 use crate::admin::{self, CreateKeyRequest, UpdateKeyRequest};
 use crate::error::GatewayError;
-use crate::principal::Admin;
+use crate::principal::{Admin, Principal};
 use crate::state::AppState;
 
 fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, GatewayError> {
@@ -130,6 +132,46 @@ pub async fn revoke_key(
     admin::revoke_key(&state.store, id).await?;
     state.keys.invalidate_all();
     Ok(HttpResponse::Ok().json(serde_json::json!({"id": id, "revoked": true})))
+}
+
+/// The administrator's own user name (an `Admin` is always a token's user).
+fn acting_user(admin: &Admin) -> &str {
+    match &admin.0 {
+        Principal::User(claims) => &claims.sub,
+        Principal::Key(_) | Principal::Open | Principal::Anonymous => "",
+    }
+}
+
+pub async fn list_users(
+    _: Admin,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, GatewayError> {
+    let users = admin::users::list_users(&state.store).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"object": "list", "data": users})))
+}
+
+/// `PATCH /admin/users/{username}` with `{"role": "admin" | "viewer"}`.
+pub async fn update_user(
+    acting: Admin,
+    path: web::Path<String>,
+    body: Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, GatewayError> {
+    let request: UpdateUserRequest = parse_json(&body)?;
+    let view = admin::users::set_role(&state.store, acting_user(&acting), &path, request).await?;
+    // This replica sees the change at once; others within the user-cache TTL.
+    state.users.invalidate(&path).await;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+pub async fn delete_user(
+    acting: Admin,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, GatewayError> {
+    admin::users::delete_user(&state.store, acting_user(&acting), &path).await?;
+    state.users.invalidate(&path).await;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"username": path.as_str(), "deleted": true})))
 }
 
 #[derive(Deserialize)]

@@ -406,19 +406,26 @@ pub async fn config_on(db: Db) -> RawConfig {
 impl TestGateway {
     /// Creates an admin user and returns an admin token.
     pub async fn admin_token(&self) -> String {
-        let name = format!("admin{}", uuid::Uuid::new_v4().simple());
+        self.user_token(actors::store::users::Role::Admin).await.1
+    }
+
+    /// Creates a user with `role` and returns its name and a token from `/auth/login`.
+    pub async fn user_token(&self, role: actors::store::users::Role) -> (String, String) {
+        let name = format!("{}{}", role.as_str(), uuid::Uuid::new_v4().simple());
         self.store
-            .create_user(
-                &name,
-                "correct horse battery",
-                actors::store::users::Role::Admin,
-            )
+            .create_user(&name, "correct horse battery", role)
             .await
-            .expect("create admin");
+            .expect("create user");
+        let token = self.login(&name, "correct horse battery").await;
+        (name, token)
+    }
+
+    /// Logs in (which must succeed) and returns the access token.
+    pub async fn login(&self, username: &str, password: &str) -> String {
         let mut response = self
             .client
             .post(self.url("/auth/login"))
-            .send_json(&json!({"username": name, "password": "correct horse battery"}))
+            .send_json(&json!({"username": username, "password": password}))
             .await
             .expect("login");
         assert_eq!(response.status().as_u16(), 200);
