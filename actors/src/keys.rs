@@ -133,8 +133,13 @@ impl KeyCache {
     }
 
     pub async fn lookup(&self, secret: &str) -> Result<KeyLookup, StoreError> {
-        let hash = hash_key(secret);
-        let cached = self.entries.get(&hash).await;
+        self.lookup_hash(&hash_key(secret)).await
+    }
+
+    /// [`lookup`](Self::lookup) by the secret's hash: what a WebSocket session keeps to check
+    /// its key again, instead of the secret.
+    pub async fn lookup_hash(&self, hash: &str) -> Result<KeyLookup, StoreError> {
+        let cached = self.entries.get(hash).await;
         if let Some(entry) = &cached {
             if entry.fetched_at.elapsed() < self.settings.ttl {
                 self.hits.fetch_add(1, Ordering::Relaxed);
@@ -147,14 +152,14 @@ impl KeyCache {
                 return Ok(classify(stale.key.as_ref()));
             }
         }
-        match self.store.find_key_by_hash(&hash).await {
+        match self.store.find_key_by_hash(hash).await {
             Ok(row) => {
                 let entry = Arc::new(CacheEntry {
                     key: row.as_ref().map(|r| Arc::new(ApiKey::from(r))),
                     fetched_at: Instant::now(),
                 });
                 let outcome = classify(entry.key.as_ref());
-                self.entries.insert(hash, entry).await;
+                self.entries.insert(hash.to_string(), entry).await;
                 Ok(outcome)
             }
             Err(error) => match cached {
