@@ -7,6 +7,7 @@ pub mod monitoring;
 pub mod python_models;
 pub mod shared_redis;
 pub mod tools;
+pub mod ws;
 
 use std::future::Future;
 use std::path::PathBuf;
