@@ -51,6 +51,14 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ),
     ("WS_PING_INTERVAL_MS", "websocket.ping_interval_ms"),
     ("WS_IDLE_TIMEOUT_MS", "websocket.idle_timeout_ms"),
+    (
+        "WS_MAX_SESSION_LIFETIME_MS",
+        "websocket.max_session_lifetime_ms",
+    ),
+    (
+        "WS_CREDENTIAL_CHECK_INTERVAL_MS",
+        "websocket.credential_check_interval_ms",
+    ),
     ("GRAPHQL_ENABLED", "graphql.enabled"),
     ("GRAPHQL_PLAYGROUND", "graphql.playground"),
     ("GRAPHQL_INTROSPECTION", "graphql.introspection"),

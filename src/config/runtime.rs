@@ -180,6 +180,8 @@ pub struct WebSocketConfig {
     pub idle_timeout: Duration,
     pub outbound_queue: usize,
     pub ticket_ttl: Duration,
+    pub max_session_lifetime: Duration,
+    pub credential_check_interval: Duration,
 }
 
 #[derive(Debug, Clone)]

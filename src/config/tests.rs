@@ -636,3 +636,30 @@ fn the_user_cache_ttl_is_configurable_and_bounded() {
         &["auth.user_cache_ttl_secs"],
     );
 }
+
+#[test]
+fn websocket_credential_checks_and_lifetime_are_configurable() {
+    let config = load(&[], &[]).expect("valid");
+    let ws = &config.websocket;
+    assert_eq!(ws.max_session_lifetime, Duration::from_secs(3600));
+    assert_eq!(ws.credential_check_interval, Duration::from_secs(5));
+    let env = [
+        ("WS_MAX_SESSION_LIFETIME_MS", "60000"),
+        ("WS_CREDENTIAL_CHECK_INTERVAL_MS", "1000"),
+    ];
+    let config = load(&[], &env).expect("valid");
+    let ws = &config.websocket;
+    assert_eq!(ws.max_session_lifetime, Duration::from_secs(60));
+    assert_eq!(ws.credential_check_interval, Duration::from_secs(1));
+    check_error(
+        &[(
+            "default.toml",
+            "[websocket]\nmax_session_lifetime_ms = 0\ncredential_check_interval_ms = 0\n",
+        )],
+        &[],
+        &[
+            "websocket.max_session_lifetime_ms",
+            "websocket.credential_check_interval_ms",
+        ],
+    );
+}

@@ -2,9 +2,11 @@
 //!
 //! Authentication happens at the upgrade, from (in this order) a `?ticket=` from
 //! `POST /v1/ws/ticket`, the `Authorization`/`x-api-key` header, or the subprotocol
-//! `openai-insecure-api-key.<credential>`. The message protocol is in [`protocol`].
+//! `openai-insecure-api-key.<credential>`, and again while the socket lives ([`credential`]).
+//! The message protocol is in [`protocol`].
 
 mod chat;
+pub mod credential;
 pub mod hub;
 pub mod protocol;
 mod session;
@@ -26,6 +28,7 @@ use crate::error::GatewayError;
 use crate::principal::{Accepts, Admin, Principal};
 use crate::state::AppState;
 use crate::upstream::UpstreamClients;
+use credential::SessionCredential;
 pub use hub::{SessionInfo, WsHubHandle};
 use session::WsSession;
 use ticket::TicketStore;
@@ -69,6 +72,35 @@ fn ticket_of(request: &HttpRequest) -> Option<String> {
         .and_then(|query| query.get("ticket").cloned())
 }
 
+/// Who opens the socket, and the credential the session keeps checking: a ticket's (checked
+/// again now, since the key may have been revoked after the ticket was issued), or the one
+/// presented in a header or the subprotocol.
+async fn authenticate(
+    request: &HttpRequest,
+    auth_protocol: Option<&str>,
+    state: &AppState,
+    ws: &WsState,
+) -> Result<(Principal, SessionCredential), GatewayError> {
+    if let Some(ticket) = ticket_of(request) {
+        let credential = ws.tickets.redeem(&ticket, Instant::now()).ok_or_else(|| {
+            GatewayError::Unauthorized {
+                code: "invalid_ticket",
+                message: "The WebSocket ticket is unknown, used or expired; get a new one from POST /v1/ws/ticket.".into(),
+            }
+        })?;
+        let principal = credential
+            .recheck(state)
+            .await
+            .map_err(credential::Refusal::into_error)?;
+        return Ok((principal, credential));
+    }
+    let presented = presented_credential(request)
+        .or_else(|| auth_protocol.and_then(|p| p.strip_prefix(AUTH_PROTOCOL_PREFIX)));
+    let principal = Principal::resolve(presented, Accepts::KeyOrToken, state).await?;
+    let credential = SessionCredential::of(&principal, presented);
+    Ok((principal, credential))
+}
+
 /// The upgrade: authenticate, pick the subprotocol, start the session actor.
 pub async fn connect(
     request: HttpRequest,
@@ -82,22 +114,8 @@ pub async fn connect(
         .iter()
         .find(|p| p.starts_with(AUTH_PROTOCOL_PREFIX))
         .cloned();
-    let principal = if let Some(ticket) = ticket_of(&request) {
-        ws
-            .tickets
-            .redeem(&ticket, Instant::now())
-            .ok_or_else(|| GatewayError::Unauthorized {
-                code: "invalid_ticket",
-                message: "The WebSocket ticket is unknown, used or expired; get a new one from POST /v1/ws/ticket.".into(),
-            })?
-    } else {
-        let credential = presented_credential(&request).or_else(|| {
-            auth_protocol
-                .as_deref()
-                .and_then(|p| p.strip_prefix(AUTH_PROTOCOL_PREFIX))
-        });
-        Principal::resolve(credential, Accepts::KeyOrToken, &state).await?
-    };
+    let (principal, credential) =
+        authenticate(&request, auth_protocol.as_deref(), &state, &ws).await?;
     principal.require_caller()?;
     // Answer with our protocol name when offered; otherwise echo the credential protocol,
     // since browsers fail a handshake that ignores every protocol they offered.
@@ -125,6 +143,7 @@ pub async fn connect(
         WsSession {
             id,
             principal,
+            credential,
             state,
             clients,
             settings: config,
@@ -136,18 +155,22 @@ pub async fn connect(
             active_count: Arc::new(AtomicUsize::new(0)),
             last_heard: Instant::now(),
             closing: false,
+            rechecking: false,
         }
     });
     Ok(response)
 }
 
-/// `POST /v1/ws/ticket`: a single-use ticket for `GET /v1/ws?ticket=…`.
+/// `POST /v1/ws/ticket`: a single-use ticket for `GET /v1/ws?ticket=…`. It keeps the
+/// credential, which is checked again when the ticket is redeemed.
 pub async fn issue_ticket(
+    request: HttpRequest,
     principal: Principal,
     ws: web::Data<WsState>,
 ) -> Result<HttpResponse, GatewayError> {
     principal.require_caller()?;
-    let ticket = ws.tickets.issue(principal, Instant::now())?;
+    let credential = SessionCredential::of(&principal, presented_credential(&request));
+    let ticket = ws.tickets.issue(credential, Instant::now())?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "ticket": ticket,
         "expires_in": ws.tickets.ttl().as_secs(),

@@ -1,6 +1,10 @@
 //! One WebSocket connection as an actor: it reads frames, starts and cancels chat requests,
 //! keeps the heartbeat, and is registered with the [`super::hub::WsHub`].
 //!
+//! Its credential is checked again ([`super::credential`]) before every chat request, every
+//! `websocket.credential_check_interval_ms` and when it expires; a credential that is gone
+//! closes the socket with 4001, and `websocket.max_session_lifetime_ms` closes it with 4000.
+//!
 //! Everything the session writes goes through one bounded queue (`websocket.outbound_queue`)
 //! drained by a writer future. Streams wait for room in it (pausing their upstream); replies to
 //! control messages never wait: when the queue is full the client is not reading, and the
@@ -11,6 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use actix::fut::{self, LocalBoxActorFuture};
 use actix::{
     Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, SpawnHandle,
     StreamHandler, WrapFuture,
@@ -21,6 +26,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::chat::{self, ChatRequest};
+use super::credential::{self, Refusal, SessionCredential, CREDENTIAL_ENDED, LIFETIME_REACHED};
 use super::hub::{CloseSession, WsHubHandle};
 use super::protocol::{self, ClientMessage, MessageId, Outbound};
 use crate::config::WebSocketConfig;
@@ -34,7 +40,9 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 pub struct WsSession {
     pub(super) id: u64,
+    /// Who the socket acts for, as of the last credential check.
     pub(super) principal: Principal,
+    pub(super) credential: SessionCredential,
     pub(super) state: web::Data<AppState>,
     pub(super) clients: web::Data<UpstreamClients>,
     pub(super) settings: WebSocketConfig,
@@ -46,6 +54,8 @@ pub struct WsSession {
     pub(super) active_count: Arc<AtomicUsize>,
     pub(super) last_heard: Instant,
     pub(super) closing: bool,
+    /// A periodic credential check is running (a slow database never stacks them).
+    pub(super) rechecking: bool,
 }
 
 impl Actor for WsSession {
@@ -67,6 +77,15 @@ impl Actor for WsSession {
             );
         }
         ctx.run_interval(self.settings.ping_interval, |act, ctx| act.heartbeat(ctx));
+        ctx.run_later(self.settings.max_session_lifetime, |act, ctx| {
+            let code = CloseCode::Other(LIFETIME_REACHED);
+            act.close(ctx, code, "session lifetime reached; reconnect");
+        });
+        self.watch_expiry(ctx);
+        ctx.run_interval(self.settings.credential_check_interval, |act, ctx| {
+            act.recheck(ctx, false);
+            act.watch_expiry(ctx);
+        });
         let registered = self.hub.register(
             self.id,
             ctx.address().recipient(),
@@ -128,23 +147,89 @@ impl WsSession {
     /// Cancels every request (each is billed for what it delivered), sends a close frame and
     /// stops.
     fn close(&mut self, ctx: &mut Context<Self>, code: CloseCode, reason: &'static str) {
+        self.close_with(ctx, code, reason, None);
+    }
+
+    /// [`close`](Self::close), with a last message sent just before the close frame.
+    fn close_with(
+        &mut self,
+        ctx: &mut Context<Self>,
+        code: CloseCode,
+        reason: &'static str,
+        last: Option<String>,
+    ) {
         if self.closing {
             return;
         }
         self.closing = true;
         self.cancel_all(ctx);
-        let session = self.session.clone();
+        let mut session = self.session.clone();
         let reason = CloseReason {
             code,
             description: Some(reason.to_string()),
         };
+        let farewell = async move {
+            if let Some(text) = last {
+                let _ = session.text(text).await;
+            }
+            let _ = session.close(Some(reason)).await;
+        };
         ctx.wait(
             async move {
-                let _ = tokio::time::timeout(CLOSE_GRACE, session.close(Some(reason))).await;
+                let _ = tokio::time::timeout(CLOSE_GRACE, farewell).await;
             }
             .into_actor(self)
             .map(|(), _, ctx| ctx.stop()),
         );
+    }
+
+    /// The credential is gone: an `error` message (for the request that found out, if one
+    /// did), then close with 4001 and the reason.
+    fn end_for_credential(
+        &mut self,
+        ctx: &mut Context<Self>,
+        id: Option<&MessageId>,
+        error: &GatewayError,
+        reason: &'static str,
+    ) {
+        tracing::debug!(session = self.id, reason, "websocket credential ended");
+        let last = protocol::error(id, error);
+        let code = CloseCode::Other(CREDENTIAL_ENDED);
+        self.close_with(ctx, code, reason, Some(last));
+    }
+
+    /// Checks the credential again (`forced`: even while a periodic check still runs, at the
+    /// moment of expiry).
+    fn recheck(&mut self, ctx: &mut Context<Self>, forced: bool) {
+        if self.closing || (self.rechecking && !forced) {
+            return;
+        }
+        self.rechecking = true;
+        let credential = self.credential.clone();
+        let state = self.state.clone();
+        let check = async move { credential.recheck(&state).await };
+        ctx.spawn(check.into_actor(self).map(|checked, act, ctx| {
+            act.rechecking = false;
+            match checked {
+                Ok(principal) => act.principal = principal,
+                Err(Refusal::Ended { error, reason }) => {
+                    act.end_for_credential(ctx, None, &error, reason);
+                }
+                // The database is down with nothing cached: no sign the credential is gone.
+                Err(Refusal::Failed(error)) => {
+                    tracing::debug!(session = act.id, %error, "websocket credential check failed");
+                }
+            }
+        }));
+    }
+
+    /// When the credential expires before the next periodic check, checks it at that moment.
+    fn watch_expiry(&mut self, ctx: &mut Context<Self>) {
+        if let Some(left) = credential::until_expiry(&self.principal) {
+            if left < self.settings.credential_check_interval {
+                ctx.run_later(left, |act, ctx| act.recheck(ctx, true));
+            }
+        }
     }
 
     fn on_text(&mut self, text: &str, ctx: &mut Context<Self>) {
@@ -190,35 +275,62 @@ impl WsSession {
             self.reply(ctx, protocol::error(Some(&id), &error));
             return;
         }
-        let key = match self.principal.chat_key() {
-            Ok(key) => key,
-            Err(error) => {
-                self.reply(ctx, protocol::error(Some(&id), &error));
-                return;
-            }
-        };
-        let request = ChatRequest {
-            id: id.clone(),
-            body,
-            key,
-        };
-        let finished = id.clone();
+        // First the credential, as it is now (a cache lookup, like a REST request's); then the
+        // request, under the key's current limits and allow-list.
+        let credential = self.credential.clone();
+        let state = self.state.clone();
+        let check = async move { credential.recheck(&state).await };
+        let (running, finished) = (id.clone(), id.clone());
         let handle = ctx.spawn(
-            chat::run(
-                request,
-                self.state.clone(),
-                self.clients.clone(),
-                self.out.clone(),
-            )
-            .into_actor(self)
-            .map(move |(), act, _| {
-                act.active.remove(&finished);
-                act.active_count.store(act.active.len(), Ordering::Relaxed);
-            }),
+            check
+                .into_actor(self)
+                .then(move |checked, act, ctx| act.run_checked(running, body, checked, ctx))
+                .map(move |(), act, _| {
+                    act.active.remove(&finished);
+                    act.active_count.store(act.active.len(), Ordering::Relaxed);
+                }),
         );
         self.active.insert(id, handle);
         self.active_count
             .store(self.active.len(), Ordering::Relaxed);
+    }
+}
+
+impl WsSession {
+    /// A chat request once its credential was checked again: run it, or answer why not (and
+    /// close the socket when the credential is gone).
+    fn run_checked(
+        &mut self,
+        id: MessageId,
+        body: Bytes,
+        checked: Result<Principal, Refusal>,
+        ctx: &mut Context<Self>,
+    ) -> LocalBoxActorFuture<Self, ()> {
+        match checked {
+            Ok(principal) => self.principal = principal,
+            Err(Refusal::Failed(error)) => {
+                self.reply(ctx, protocol::error(Some(&id), &error));
+                return fut::ready(()).boxed_local();
+            }
+            Err(Refusal::Ended { error, reason }) => {
+                // This request is the one running: it ends here rather than being cancelled.
+                self.active.remove(&id);
+                self.end_for_credential(ctx, Some(&id), &error, reason);
+                return fut::ready(()).boxed_local();
+            }
+        }
+        let key = match self.principal.chat_key() {
+            Ok(key) => key,
+            Err(error) => {
+                self.reply(ctx, protocol::error(Some(&id), &error));
+                return fut::ready(()).boxed_local();
+            }
+        };
+        let request = ChatRequest { id, body, key };
+        let (state, clients, out) = (self.state.clone(), self.clients.clone(), self.out.clone());
+        chat::run(request, state, clients, out)
+            .into_actor(self)
+            .boxed_local()
     }
 }
 

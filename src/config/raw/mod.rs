@@ -290,6 +290,12 @@ pub struct RawWebSocket {
     pub outbound_queue: usize,
     /// Lifetime of a single-use ticket from `POST /v1/ws/ticket`.
     pub ticket_ttl_secs: u64,
+    /// A session is closed (4000) this long after it opened, whatever it is doing; the client
+    /// reconnects with a credential that is checked again.
+    pub max_session_lifetime_ms: u64,
+    /// How often an open session checks its credential again (through the key and user
+    /// caches), so a revoked key or deleted user ends even an idle or streaming socket.
+    pub credential_check_interval_ms: u64,
 }
 
 impl Default for RawWebSocket {
@@ -301,6 +307,8 @@ impl Default for RawWebSocket {
             idle_timeout_ms: 45_000,
             outbound_queue: 64,
             ticket_ttl_secs: 30,
+            max_session_lifetime_ms: 3_600_000,
+            credential_check_interval_ms: 5_000,
         }
     }
 }

@@ -191,6 +191,8 @@ fn websocket(raw: &raw::RawWebSocket, errors: &mut Errors) -> WebSocketConfig {
         idle_timeout: Duration::from_millis(raw.idle_timeout_ms),
         outbound_queue: raw.outbound_queue,
         ticket_ttl: Duration::from_secs(raw.ticket_ttl_secs),
+        max_session_lifetime: Duration::from_millis(raw.max_session_lifetime_ms),
+        credential_check_interval: Duration::from_millis(raw.credential_check_interval_ms),
     };
     for (field, value) in [
         ("max_message_bytes", config.max_message_bytes),
@@ -208,6 +210,20 @@ fn websocket(raw: &raw::RawWebSocket, errors: &mut Errors) -> WebSocketConfig {
     }
     if config.ticket_ttl.is_zero() || config.ticket_ttl > Duration::from_secs(300) {
         errors.push("websocket.ticket_ttl_secs: must be 1 to 300 (tickets are short-lived)".into());
+    }
+    if config.max_session_lifetime.is_zero()
+        || config.max_session_lifetime > Duration::from_secs(7 * 86_400)
+    {
+        errors
+            .push("websocket.max_session_lifetime_ms: must be positive and at most 7 days".into());
+    }
+    if config.credential_check_interval < Duration::from_millis(10)
+        || config.credential_check_interval > Duration::from_secs(300)
+    {
+        errors.push(
+            "websocket.credential_check_interval_ms: must be 10 to 300000 (how late a revoked credential may keep a socket)"
+                .into(),
+        );
     }
     config
 }
