@@ -109,6 +109,14 @@ pub enum GatewayError {
         "This connection already runs {limit} requests; wait for one to finish or cancel one."
     )]
     TooManyConcurrentRequests { limit: usize },
+    /// A cap on WebSocket sessions or tickets (per key or in total), or the ticket rate, is
+    /// reached: 429 with `retry-after`.
+    #[error("{message}")]
+    CapReached {
+        code: &'static str,
+        message: String,
+        retry_after: Duration,
+    },
     #[error("Internal gateway error: {0}")]
     Internal(String),
 }
@@ -154,6 +162,7 @@ impl GatewayError {
             GatewayError::ModelNotAllowed(_) | GatewayError::AdminRequired => StatusCode::FORBIDDEN,
             GatewayError::QuotaExceeded(_)
             | GatewayError::TooManyConcurrentRequests { .. }
+            | GatewayError::CapReached { .. }
             | GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::ResourceNotFound(_) => StatusCode::NOT_FOUND,
             GatewayError::NoHealthyEndpoint { .. }
@@ -196,7 +205,9 @@ impl GatewayError {
             GatewayError::Unauthorized { .. } => "authentication_error",
             GatewayError::ModelNotAllowed(_) | GatewayError::AdminRequired => "permission_error",
             GatewayError::QuotaExceeded(_) => "insufficient_quota",
-            GatewayError::TooManyConcurrentRequests { .. } => "rate_limit_error",
+            GatewayError::TooManyConcurrentRequests { .. } | GatewayError::CapReached { .. } => {
+                "rate_limit_error"
+            }
             GatewayError::RateLimited { kind, .. } => match kind {
                 LimitKind::Requests => "requests",
                 LimitKind::Tokens => "tokens",
@@ -231,6 +242,7 @@ impl GatewayError {
             GatewayError::AdminRequired => "insufficient_permissions",
             GatewayError::QuotaExceeded(_) => "insufficient_quota",
             GatewayError::TooManyConcurrentRequests { .. } => "too_many_concurrent_requests",
+            GatewayError::CapReached { code, .. } => code,
             GatewayError::RateLimited { .. } => "rate_limit_exceeded",
             GatewayError::RateLimiterUnavailable(_) => "rate_limiter_unavailable",
             GatewayError::BudgetUnavailable(_) => "budget_unavailable",
@@ -277,6 +289,7 @@ impl GatewayError {
             | GatewayError::AdminRequired
             | GatewayError::QuotaExceeded(_)
             | GatewayError::TooManyConcurrentRequests { .. }
+            | GatewayError::CapReached { .. }
             | GatewayError::RateLimited { .. }
             | GatewayError::ResourceNotFound(_)
             | GatewayError::UnsupportedByService { .. } => ErrorSource::Client,
@@ -334,6 +347,7 @@ impl GatewayError {
             | GatewayError::UnsupportedByService { .. }
             | GatewayError::Overloaded
             | GatewayError::TooManyConcurrentRequests { .. }
+            | GatewayError::CapReached { .. }
             | GatewayError::Internal(_) => false,
         }
     }
@@ -458,15 +472,21 @@ impl ResponseError for GatewayError {
             ..
         } = self
         {
-            // Whole seconds, rounded up: a client that waits this long is let through.
-            let seconds = retry_after.as_millis().div_ceil(1000).max(1);
-            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+            response.insert_header((header::RETRY_AFTER, retry_after_secs(*retry_after)));
             for (name, value) in headers {
                 response.insert_header((name.clone(), value.clone()));
             }
         }
+        if let GatewayError::CapReached { retry_after, .. } = self {
+            response.insert_header((header::RETRY_AFTER, retry_after_secs(*retry_after)));
+        }
         response.body(body)
     }
+}
+
+/// Whole seconds, rounded up: a client that waits this long is let through.
+fn retry_after_secs(retry_after: Duration) -> String {
+    retry_after.as_millis().div_ceil(1000).max(1).to_string()
 }
 
 /// `text` followed by each cause in `source`'s chain that it does not already say, as

@@ -1,6 +1,7 @@
 //! `GET /v1/ws` and the credential a socket was opened with: an open socket checks its key or
 //! token again (at each request, periodically, at expiry) and closes with 4001 when it is gone;
-//! it lives at most `max_session_lifetime_ms` (4000).
+//! it lives at most `max_session_lifetime_ms` (4000); sessions and tickets are capped per key
+//! and in total, so one key filling its share never stops another.
 
 mod common;
 
@@ -212,6 +213,155 @@ async fn a_deleted_users_socket_closes_at_its_next_request() {
     assert_eq!(
         (code, reason.as_str()),
         (4001, "the token's user no longer exists")
+    );
+    gateway.stop().await;
+}
+
+/// `POST /v1/ws/ticket` as `key`: status, `retry-after`, body.
+async fn ticket(gateway: &TestGateway, key: &str) -> (u16, Option<String>, Value) {
+    let mut response = gateway
+        .client
+        .post(gateway.url("/v1/ws/ticket"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("response");
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    let body = response.json().await.unwrap_or(Value::Null);
+    (response.status().as_u16(), retry_after, body)
+}
+
+/// A plain `GET /v1/ws` (no upgrade) as `key`: 429 and the error code while the caps refuse
+/// the key, 400 (not a handshake) once they would let it in.
+async fn upgrade_refusal(gateway: &TestGateway, key: &str) -> (u16, Option<String>, String) {
+    let mut response = gateway
+        .client
+        .get(gateway.url("/v1/ws"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("response");
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    let body = response.body().await.expect("body");
+    (response.status().as_u16(), retry_after, error_code(&body))
+}
+
+#[actix_rt::test]
+async fn ticket_caps_are_per_key() {
+    let upstream = mock("a");
+    let mut raw = config_on(Db::Sqlite).await;
+    raw.websocket.max_tickets_per_key = 2;
+    raw.websocket.tickets_per_minute = 3;
+    let Setup {
+        gateway,
+        admin,
+        key: a,
+        ..
+    } = setup(raw, &upstream).await;
+    let (_, b) = gateway.create_key(&admin, json!({"name": "other"})).await;
+    let url = |answer: (u16, Option<String>, Value)| {
+        assert_eq!(answer.0, 200, "{}", answer.2);
+        answer.2["url"].as_str().expect("url").to_string()
+    };
+
+    // Key a holds its two unused tickets: a third is refused, key b is not affected.
+    let first = url(ticket(&gateway, &a).await);
+    let second = url(ticket(&gateway, &a).await);
+    let (status, retry_after, body) = ticket(&gateway, &a).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (429, Some("too_many_tickets"))
+    );
+    assert_eq!(body["error"]["type"], "rate_limit_error");
+    assert_eq!(
+        retry_after.as_deref(),
+        Some("30"),
+        "when the oldest expires"
+    );
+    url(ticket(&gateway, &b).await);
+
+    // Redeeming one gives its place back (the refusal cost nothing of the rate)...
+    let _first_session = open(&gateway, &first, None, &[])
+        .await
+        .expect("first ticket");
+    url(ticket(&gateway, &a).await);
+    let _second_session = open(&gateway, &second, None, &[])
+        .await
+        .expect("second ticket");
+    // ...until the rate (3 a minute) refuses the fourth.
+    let (status, retry_after, body) = ticket(&gateway, &a).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (429, Some("rate_limit_exceeded"))
+    );
+    assert_eq!(retry_after.as_deref(), Some("20"));
+    url(ticket(&gateway, &b).await);
+    gateway.stop().await;
+}
+
+#[actix_rt::test]
+async fn session_caps_are_per_key_and_in_total() {
+    let upstream = mock("a");
+    let mut raw = config_on(Db::Sqlite).await;
+    raw.websocket.max_sessions_per_key = 2;
+    raw.websocket.max_sessions = 3;
+    let Setup {
+        gateway,
+        admin,
+        key: a,
+        ..
+    } = setup(raw, &upstream).await;
+    let (_, b) = gateway.create_key(&admin, json!({"name": "other"})).await;
+
+    // Key a opens its two sessions; a third upgrade, and a ticket for one, get 429.
+    let mut first = connect(&gateway, &a).await;
+    let _second = connect(&gateway, &a).await;
+    assert_eq!(
+        open(&gateway, "/v1/ws", Some(&a), &[]).await.err(),
+        Some(429)
+    );
+    let (status, retry_after, code) = upgrade_refusal(&gateway, &a).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (429, "too_many_websocket_sessions")
+    );
+    assert!(retry_after.is_some());
+    let (status, _, body) = ticket(&gateway, &a).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (429, Some("too_many_websocket_sessions"))
+    );
+
+    // Key b is not affected by a's cap, only by the total (3).
+    let mut other = connect(&gateway, &b).await;
+    send(&mut other, &request("b", "llm/echo", "room for me")).await;
+    assert_eq!(finish(&mut other).await["type"], "chat.done");
+    let (status, _, code) = upgrade_refusal(&gateway, &b).await;
+    assert_eq!((status, code.as_str()), (429, "websocket_sessions_full"));
+
+    // A closed session gives its place back.
+    futures_util::SinkExt::send(&mut first, awc::ws::Message::Close(None))
+        .await
+        .expect("close");
+    let gateway_ref = &gateway;
+    let a_ref = &a;
+    wait_for("key a's closed session to free its place", || async move {
+        upgrade_refusal(gateway_ref, a_ref).await.0 == 400
+    })
+    .await;
+    let _again = connect(&gateway, &a).await;
+    assert_eq!(
+        open(&gateway, "/v1/ws", Some(&b), &[]).await.err(),
+        Some(429),
+        "the total is reached again"
     );
     gateway.stop().await;
 }

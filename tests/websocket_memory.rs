@@ -25,11 +25,10 @@ async fn five_hundred_sockets_within_a_memory_bound() {
     const SOCKETS: usize = 500;
     const BOUND_KIB: u64 = 32 * 1024;
     let upstream = mock("a");
-    let gateway = start_gateway(
-        config_on(Db::Sqlite).await,
-        &services_for("llm", &[&upstream], &[]),
-    )
-    .await;
+    let mut raw = config_on(Db::Sqlite).await;
+    // One key holds every socket here: above the default per-key cap of 100 sessions.
+    raw.websocket.max_sessions_per_key = SOCKETS + 1;
+    let gateway = start_gateway(raw, &services_for("llm", &[&upstream], &[])).await;
     gateway.wait_ready().await;
     let admin = gateway.admin_token().await;
     let (_, key) = gateway.create_key(&admin, json!({"name": "many"})).await;

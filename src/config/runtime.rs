@@ -171,7 +171,7 @@ pub struct UsageConfig {
     pub max_tokens_cap: i64,
 }
 
-/// Limits of one WebSocket connection.
+/// Limits of one WebSocket connection, and the caps on sessions and tickets.
 #[derive(Debug, Clone)]
 pub struct WebSocketConfig {
     pub max_message_bytes: usize,
@@ -182,6 +182,11 @@ pub struct WebSocketConfig {
     pub ticket_ttl: Duration,
     pub max_session_lifetime: Duration,
     pub credential_check_interval: Duration,
+    pub max_sessions: usize,
+    pub max_sessions_per_key: usize,
+    pub max_tickets: usize,
+    pub max_tickets_per_key: usize,
+    pub tickets_per_minute: u64,
 }
 
 #[derive(Debug, Clone)]

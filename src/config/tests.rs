@@ -663,3 +663,36 @@ fn websocket_credential_checks_and_lifetime_are_configurable() {
         ],
     );
 }
+
+#[test]
+fn websocket_caps_are_configurable() {
+    let config = load(&[], &[]).expect("valid");
+    let ws = &config.websocket;
+    assert_eq!((ws.max_sessions, ws.max_sessions_per_key), (10_000, 100));
+    assert_eq!((ws.max_tickets, ws.max_tickets_per_key), (10_000, 16));
+    assert_eq!(ws.tickets_per_minute, 60);
+    let env = [
+        ("WS_MAX_SESSIONS", "50"),
+        ("WS_MAX_SESSIONS_PER_KEY", "5"),
+        ("WS_MAX_TICKETS", "40"),
+        ("WS_MAX_TICKETS_PER_KEY", "4"),
+        ("WS_TICKETS_PER_MINUTE", "10"),
+    ];
+    let config = load(&[], &env).expect("valid");
+    let ws = &config.websocket;
+    assert_eq!((ws.max_sessions, ws.max_sessions_per_key), (50, 5));
+    assert_eq!((ws.max_tickets, ws.max_tickets_per_key), (40, 4));
+    assert_eq!(ws.tickets_per_minute, 10);
+    check_error(
+        &[(
+            "default.toml",
+            "[websocket]\nmax_sessions_per_key = 0\nmax_tickets = 0\ntickets_per_minute = 0\n",
+        )],
+        &[],
+        &[
+            "websocket.max_sessions_per_key",
+            "websocket.max_tickets",
+            "websocket.tickets_per_minute",
+        ],
+    );
+}

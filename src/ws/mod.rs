@@ -3,8 +3,10 @@
 //! Authentication happens at the upgrade, from (in this order) a `?ticket=` from
 //! `POST /v1/ws/ticket`, the `Authorization`/`x-api-key` header, or the subprotocol
 //! `openai-insecure-api-key.<credential>`, and again while the socket lives ([`credential`]).
-//! The message protocol is in [`protocol`].
+//! Sessions and tickets are capped per key and in total ([`caps`], [`ticket`]). The message
+//! protocol is in [`protocol`].
 
+pub mod caps;
 mod chat;
 pub mod credential;
 pub mod hub;
@@ -28,10 +30,11 @@ use crate::error::GatewayError;
 use crate::principal::{Accepts, Admin, Principal};
 use crate::state::AppState;
 use crate::upstream::UpstreamClients;
+use caps::{SessionSlots, Subject};
 use credential::SessionCredential;
 pub use hub::{SessionInfo, WsHubHandle};
 use session::WsSession;
-use ticket::TicketStore;
+use ticket::{TicketLimits, TicketStore};
 
 /// The subprotocol the gateway answers with when the client offers it.
 pub const PROTOCOL: &str = "ai-gateway.v1";
@@ -42,6 +45,7 @@ pub const AUTH_PROTOCOL_PREFIX: &str = "openai-insecure-api-key.";
 pub struct WsState {
     pub hub: WsHubHandle,
     pub tickets: TicketStore,
+    pub sessions: Arc<SessionSlots>,
     pub config: WebSocketConfig,
 }
 
@@ -49,7 +53,13 @@ impl WsState {
     pub fn new(hub: WsHubHandle, config: WebSocketConfig) -> Self {
         WsState {
             hub,
-            tickets: TicketStore::new(config.ticket_ttl),
+            tickets: TicketStore::new(TicketLimits {
+                ttl: config.ticket_ttl,
+                max_total: config.max_tickets,
+                max_per_subject: config.max_tickets_per_key,
+                per_minute: config.tickets_per_minute,
+            }),
+            sessions: SessionSlots::new(config.max_sessions, config.max_sessions_per_key),
             config,
         }
     }
@@ -101,7 +111,8 @@ async fn authenticate(
     Ok((principal, credential))
 }
 
-/// The upgrade: authenticate, pick the subprotocol, start the session actor.
+/// The upgrade: authenticate, take a session slot (429 over the caps), pick the subprotocol,
+/// start the session actor.
 pub async fn connect(
     request: HttpRequest,
     payload: web::Payload,
@@ -117,6 +128,7 @@ pub async fn connect(
     let (principal, credential) =
         authenticate(&request, auth_protocol.as_deref(), &state, &ws).await?;
     principal.require_caller()?;
+    let slot = ws.sessions.acquire(Subject::of(&principal))?;
     // Answer with our protocol name when offered; otherwise echo the credential protocol,
     // since browsers fail a handshake that ignores every protocol they offered.
     let answer: Vec<&str> = if offered.iter().any(|p| p == PROTOCOL) {
@@ -144,6 +156,7 @@ pub async fn connect(
             id,
             principal,
             credential,
+            _slot: slot,
             state,
             clients,
             settings: config,
@@ -161,16 +174,18 @@ pub async fn connect(
     Ok(response)
 }
 
-/// `POST /v1/ws/ticket`: a single-use ticket for `GET /v1/ws?ticket=…`. It keeps the
-/// credential, which is checked again when the ticket is redeemed.
+/// `POST /v1/ws/ticket`: a single-use ticket for `GET /v1/ws?ticket=…`; 429 when the key
+/// holds its share of tickets, asks too often, or already has its maximum of sessions open.
 pub async fn issue_ticket(
     request: HttpRequest,
     principal: Principal,
     ws: web::Data<WsState>,
 ) -> Result<HttpResponse, GatewayError> {
     principal.require_caller()?;
+    let subject = Subject::of(&principal);
+    ws.sessions.check(subject.as_ref())?;
     let credential = SessionCredential::of(&principal, presented_credential(&request));
-    let ticket = ws.tickets.issue(credential, Instant::now())?;
+    let ticket = ws.tickets.issue(credential, subject, Instant::now())?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "ticket": ticket,
         "expires_in": ws.tickets.ttl().as_secs(),

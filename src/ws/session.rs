@@ -25,6 +25,7 @@ use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use super::caps::SessionSlot;
 use super::chat::{self, ChatRequest};
 use super::credential::{self, Refusal, SessionCredential, CREDENTIAL_ENDED, LIFETIME_REACHED};
 use super::hub::{CloseSession, WsHubHandle};
@@ -43,6 +44,8 @@ pub struct WsSession {
     /// Who the socket acts for, as of the last credential check.
     pub(super) principal: Principal,
     pub(super) credential: SessionCredential,
+    /// This session's place under the session caps, given back when the actor is dropped.
+    pub(super) _slot: SessionSlot,
     pub(super) state: web::Data<AppState>,
     pub(super) clients: web::Data<UpstreamClients>,
     pub(super) settings: WebSocketConfig,

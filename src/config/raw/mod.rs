@@ -274,7 +274,7 @@ impl Default for RawUsage {
     }
 }
 
-/// `GET /v1/ws`: per-socket limits.
+/// `GET /v1/ws`: per-socket limits, and the caps on sessions and tickets.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawWebSocket {
@@ -296,6 +296,14 @@ pub struct RawWebSocket {
     /// How often an open session checks its credential again (through the key and user
     /// caches), so a revoked key or deleted user ends even an idle or streaming socket.
     pub credential_check_interval_ms: u64,
+    /// Open sessions at most, in total and per API key or user; over either: 429.
+    pub max_sessions: usize,
+    pub max_sessions_per_key: usize,
+    /// Unredeemed tickets at most, in total and per API key or user; over either: 429.
+    pub max_tickets: usize,
+    pub max_tickets_per_key: usize,
+    /// `POST /v1/ws/ticket` calls per minute per API key or user (bursts of as many).
+    pub tickets_per_minute: u64,
 }
 
 impl Default for RawWebSocket {
@@ -309,6 +317,11 @@ impl Default for RawWebSocket {
             ticket_ttl_secs: 30,
             max_session_lifetime_ms: 3_600_000,
             credential_check_interval_ms: 5_000,
+            max_sessions: 10_000,
+            max_sessions_per_key: 100,
+            max_tickets: 10_000,
+            max_tickets_per_key: 16,
+            tickets_per_minute: 60,
         }
     }
 }

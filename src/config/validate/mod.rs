@@ -193,11 +193,20 @@ fn websocket(raw: &raw::RawWebSocket, errors: &mut Errors) -> WebSocketConfig {
         ticket_ttl: Duration::from_secs(raw.ticket_ttl_secs),
         max_session_lifetime: Duration::from_millis(raw.max_session_lifetime_ms),
         credential_check_interval: Duration::from_millis(raw.credential_check_interval_ms),
+        max_sessions: raw.max_sessions,
+        max_sessions_per_key: raw.max_sessions_per_key,
+        max_tickets: raw.max_tickets,
+        max_tickets_per_key: raw.max_tickets_per_key,
+        tickets_per_minute: raw.tickets_per_minute,
     };
     for (field, value) in [
         ("max_message_bytes", config.max_message_bytes),
         ("max_concurrent_requests", config.max_concurrent_requests),
         ("outbound_queue", config.outbound_queue),
+        ("max_sessions", config.max_sessions),
+        ("max_sessions_per_key", config.max_sessions_per_key),
+        ("max_tickets", config.max_tickets),
+        ("max_tickets_per_key", config.max_tickets_per_key),
     ] {
         if value == 0 {
             errors.push(format!("websocket.{field}: must be positive"));
@@ -224,6 +233,9 @@ fn websocket(raw: &raw::RawWebSocket, errors: &mut Errors) -> WebSocketConfig {
             "websocket.credential_check_interval_ms: must be 10 to 300000 (how late a revoked credential may keep a socket)"
                 .into(),
         );
+    }
+    if config.tickets_per_minute == 0 || config.tickets_per_minute > 60_000 {
+        errors.push("websocket.tickets_per_minute: must be 1 to 60000".into());
     }
     config
 }
