@@ -106,6 +106,17 @@ impl Counter {
         self.tally.uncounted_bytes = self.tally.uncounted_bytes.saturating_add(len(tail));
     }
 
+    /// True once the cap is reached: further text is only measured.
+    pub fn is_full(&self) -> bool {
+        self.remaining == 0
+    }
+
+    /// Notes `bytes` of text left uncounted.
+    pub fn skip(&mut self, bytes: usize) {
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        self.tally.uncounted_bytes = self.tally.uncounted_bytes.saturating_add(bytes);
+    }
+
     pub fn tally(&self) -> Tally {
         self.tally
     }

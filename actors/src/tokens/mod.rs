@@ -11,11 +11,13 @@
 
 mod count;
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::LazyLock;
 
 use bytes::Bytes;
-use serde_json::Value;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use tokio::sync::Semaphore;
 
 pub use count::{Counter, Tally, MAX_RUN_BYTES};
@@ -44,38 +46,100 @@ pub fn count(text: &str) -> i64 {
     counter.tally().estimate()
 }
 
-fn count_value(counter: &mut Counter, value: &Value) {
-    match value {
-        Value::String(text) => counter.text(text),
-        Value::Array(items) => items.iter().for_each(|item| count_value(counter, item)),
-        // Structured content (e.g. {"type":"text","text":...}): count its text parts.
-        Value::Object(map) => map
-            .iter()
-            .filter(|(k, _)| *k == "text" || *k == "content")
-            .for_each(|(_, v)| count_value(counter, v)),
+/// The fields counting reads, borrowed from the body and left unparsed until counted: a body
+/// of many messages past the cap costs a scan, not a tree of values (which took ~0.3 s for
+/// 140,000 one-character messages). Duplicate fields are refused at the edge's parse already.
+#[derive(Default, Deserialize)]
+struct Fields<'a> {
+    #[serde(borrow, default)]
+    messages: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    prompt: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    input: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_completion_tokens: Option<&'a RawValue>,
+}
+
+impl<'a> Fields<'a> {
+    fn of(body: &'a [u8]) -> Self {
+        serde_json::from_slice(body).unwrap_or_default()
+    }
+}
+
+/// Structured content (e.g. `{"type":"text","text":...}`): its text parts.
+#[derive(Deserialize)]
+struct Part<'a> {
+    #[serde(borrow, default)]
+    text: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    content: Option<&'a RawValue>,
+}
+
+/// Counts the strings of a JSON value: whole strings, array items, and the `text` and `content`
+/// of objects. Strings past the cap are not even unescaped: their raw length, never less than
+/// their text's, is what is left uncounted.
+fn count_json(counter: &mut Counter, raw: &RawValue) {
+    let json = raw.get();
+    match json.as_bytes().first() {
+        Some(b'"') if counter.is_full() => counter.skip(json.len().saturating_sub(2)),
+        Some(b'"') => {
+            if let Ok(text) = serde_json::from_str::<Cow<'_, str>>(json) {
+                counter.text(&text);
+            }
+        }
+        Some(b'[') => {
+            for item in serde_json::from_str::<Vec<&RawValue>>(json).unwrap_or_default() {
+                count_json(counter, item);
+            }
+        }
+        Some(b'{') => {
+            if let Ok(part) = serde_json::from_str::<Part<'_>>(json) {
+                for raw in [part.text, part.content].into_iter().flatten() {
+                    count_json(counter, raw);
+                }
+            }
+        }
         _ => {}
     }
+}
+
+/// The `content` of each message, in one pass over them when all are objects (as they should
+/// be); `None` when `messages` is not an array.
+fn contents_of(messages: &str) -> Option<Vec<Option<&RawValue>>> {
+    if let Ok(messages) = serde_json::from_str::<Vec<Part<'_>>>(messages) {
+        return Some(messages.into_iter().map(|m| m.content).collect());
+    }
+    let messages = serde_json::from_str::<Vec<&RawValue>>(messages).ok()?;
+    Some(messages.into_iter().map(content_of).collect())
+}
+
+fn content_of(message: &RawValue) -> Option<&RawValue> {
+    serde_json::from_str::<Part<'_>>(message.get())
+        .ok()
+        .and_then(|m| m.content)
 }
 
 /// Prompt tokens of an OpenAI request body (chat `messages`, completion `prompt`, or embedding
 /// `input`), for billing: exact up to [`BILLING_EXACT_BYTES`] of text, estimated past them.
 pub fn prompt_tokens(body: &[u8]) -> i64 {
-    let request = serde_json::from_slice::<Value>(body).unwrap_or(Value::Null);
-    prompt_tally(&request, BILLING_EXACT_BYTES).estimate()
+    prompt_tally(&Fields::of(body), BILLING_EXACT_BYTES).estimate()
 }
 
-fn prompt_tally(request: &Value, exact_bytes: usize) -> Tally {
+fn prompt_tally(request: &Fields<'_>, exact_bytes: usize) -> Tally {
     let mut counter = Counter::new(exact_bytes);
-    if let Some(messages) = request.get("messages").and_then(Value::as_array) {
-        for message in messages {
+    if let Some(contents) = request.messages.and_then(|raw| contents_of(raw.get())) {
+        for content in contents {
             counter.add(PER_MESSAGE);
-            if let Some(content) = message.get("content") {
-                count_value(&mut counter, content);
+            if let Some(content) = content {
+                count_json(&mut counter, content);
             }
         }
         counter.add(PER_REPLY);
-    } else if let Some(prompt) = request.get("prompt").or_else(|| request.get("input")) {
-        count_value(&mut counter, prompt);
+    } else if let Some(prompt) = request.prompt.or(request.input) {
+        count_json(&mut counter, prompt);
     }
     counter.tally()
 }
@@ -107,10 +171,11 @@ impl WorstCase {
 /// either), or `default_max_tokens` (at least 1) when it sets neither. `None` for requests that
 /// generate nothing (embeddings). Encodes at most [`RESERVATION_EXACT_BYTES`] of text.
 pub fn worst_case(body: &[u8], default_max_tokens: Option<i64>) -> WorstCase {
-    let request = serde_json::from_slice::<Value>(body).unwrap_or(Value::Null);
-    let given = ["max_tokens", "max_completion_tokens"]
-        .iter()
-        .filter_map(|field| request.get(field).and_then(Value::as_i64))
+    let request = Fields::of(body);
+    let given = [request.max_tokens, request.max_completion_tokens]
+        .into_iter()
+        .flatten()
+        .filter_map(|raw| serde_json::from_str::<i64>(raw.get()).ok())
         .max();
     let (completion, ceiling) = match (given, default_max_tokens) {
         (_, None) => (0, None),
@@ -181,6 +246,13 @@ mod tests {
         assert_eq!(prompt_tokens(br#"{"prompt":"hello world"}"#), 2);
         assert_eq!(prompt_tokens(br#"{"input":["hello world","hello"]}"#), 3);
         assert_eq!(prompt_tokens(b"not json"), 0);
+        // Odd shapes count as they did when the body was parsed whole.
+        let odd = br#"{"messages":["x",{"role":"user","content":"hello world"},{"content":7}]}"#;
+        assert_eq!(prompt_tokens(odd), 3 * 4 + 2 + 3);
+        let not_an_array = br#"{"messages":"hello","prompt":"hello world"}"#;
+        assert_eq!(prompt_tokens(not_an_array), 2);
+        let escaped = br#"{"prompt":"hello\nworld \u00e9"}"#;
+        assert_eq!(prompt_tokens(escaped), count("hello\nworld é"));
     }
 
     /// Past the cap, the reservation stays above the exact count and billing close to it,
