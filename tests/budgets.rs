@@ -3,13 +3,13 @@
 //! shared through Redis stays exact: settlements survive a Redis hiccup apart from cache
 //! traffic, a dead replica's reservations run out with their lease, reconciliation with
 //! `usage_events` corrects a ledger that drifted, and `deny` refuses rather than letting a
-//! replica decide alone.
+//! replica decide alone. No prompt takes long to count.
 
 mod common;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actors::budget::reconcile::MARGIN_MS;
 use actors::budget::{BudgetError, BudgetLedger};
@@ -549,4 +549,83 @@ async fn with_deny_a_budgeted_request_gets_503_when_redis_cannot_decide() {
         budgeted_chat_while_redis_is_down(RawRedisFailure::Local).await,
         (200, String::new(), 2)
     );
+}
+/// The body limit, and chat bodies of about that size whose prompts were the slowest to count.
+/// Before the bound: one run of a letter, of spaces or of emoji was one BPE piece, merged in
+/// quadratic time (999,999 emoji: about two hours), and past a million characters a fancy-regex
+/// stack overflow that tiktoken panicked on. Since: the most regex matches per byte (" 1").
+/// Bodies full of JSON escapes are slower to parse than any of these (unoptimised serde_json
+/// takes ~0.3 s for each of the two parses), but the parse is not the count.
+const BODY_LIMIT: usize = 4 * 1024 * 1024;
+
+fn worst_bodies() -> Vec<(&'static str, Vec<u8>)> {
+    let chat = |text: String| {
+        let body = json!({"model": "llm/m", "messages": [{"role": "user", "content": text}]});
+        let body = serde_json::to_vec(&body).expect("json");
+        assert!(body.len() <= BODY_LIMIT && body.len() > BODY_LIMIT - 200);
+        body
+    };
+    let filled = |unit: &str| chat(unit.repeat((BODY_LIMIT - 100) / unit.len()));
+    vec![
+        ("one letter", filled("a")),
+        ("spaces", filled(" ")),
+        (
+            "emoji",
+            chat("😀".repeat(999_999) + &"a".repeat(BODY_LIMIT - 100 - 4 * 999_999)),
+        ),
+        ("spaced digits", filled(" 1")),
+    ]
+}
+
+/// Every one of the worst 4 MiB prompts is refused (a 1,000-token budget) well within a
+/// second, and admitted (a budget larger than any of them) in a few: the count is bounded
+/// (`actors::tokens`, whose `the_worst_texts_are_counted_with_bounded_work` pins the work)
+/// and runs on a blocking thread. An admitted request also crosses to the mock upstream and
+/// back, 4 MiB each way, which is not counting.
+#[actix_rt::test]
+async fn the_worst_prompts_are_admitted_or_refused_quickly() {
+    let (gateway, upstream, admin) = budgeted_gateway().await;
+    let (_, small) = gateway
+        .create_key(&admin, json!({"name": "small", "token_budget": 1000}))
+        .await;
+    let (_, large) = gateway
+        .create_key(
+            &admin,
+            json!({"name": "large", "token_budget": 100_000_000}),
+        )
+        .await;
+    // Keys, their budgets and the BPE tables are loaded once per process, not per prompt.
+    for key in [&small, &large] {
+        let (status, reply) = gateway
+            .send_as(
+                Method::POST,
+                "/v1/chat/completions",
+                key,
+                Some(&chat_with(json!({}))),
+            )
+            .await;
+        assert_eq!(status, 200, "{reply}");
+    }
+    for (name, body) in worst_bodies() {
+        for (key, expected, within) in [(&small, 429, 1), (&large, 200, 5)] {
+            let started = Instant::now();
+            let response = gateway
+                .client
+                .post(gateway.url("/v1/chat/completions"))
+                .insert_header(("authorization", format!("Bearer {key}")))
+                .insert_header(("content-type", "application/json"))
+                .send_body(body.clone())
+                .await
+                .expect("the gateway answers");
+            let elapsed = started.elapsed();
+            assert_eq!(response.status().as_u16(), expected, "{name}");
+            assert!(elapsed < Duration::from_secs(within), "{name}: {elapsed:?}");
+        }
+    }
+    assert_eq!(
+        upstream.state.requests(),
+        2 + 4,
+        "the large budget's requests were sent"
+    );
+    gateway.stop().await;
 }

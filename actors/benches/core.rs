@@ -80,6 +80,25 @@ fn token_count(c: &mut Criterion) {
     c.bench_function("tokens_count_short_prompt", |b| {
         b.iter(|| actors::tokens::count(black_box(prompt)))
     });
+    // The slowest 4 MiB prompts to reserve for (tests/budgets.rs sends them): before the bound
+    // one run of a letter was one BPE piece (quadratic; past a million characters a panic);
+    // since, " 1" repeated is the slowest (one regex match per byte).
+    let mut group = c.benchmark_group("tokens_worst_case_4mib");
+    group.sample_size(10);
+    for (name, unit) in [
+        ("one_letter", "a"),
+        ("spaced_digits", " 1"),
+        ("english", "The cat. "),
+    ] {
+        let text = unit.repeat((4 * 1024 * 1024 - 100) / unit.len());
+        let body =
+            serde_json::json!({"model": "m", "messages": [{"role": "user", "content": text}]});
+        let body = serde_json::to_vec(&body).expect("json");
+        group.bench_function(name, |b| {
+            b.iter(|| actors::tokens::worst_case(black_box(&body), Some(100)))
+        });
+    }
+    group.finish();
 }
 
 /// One in-process admission (requests and tokens) on a hot key, and spread over 100k keys.

@@ -45,7 +45,10 @@ pub struct UsageTicket {
     kind: ApiKind,
     started: Instant,
     metrics: Arc<Metrics>,
-    /// The request body as forwarded, for counting prompt tokens when the upstream gives none.
+    /// The prompt's tokens as admission counted them, if it did.
+    prompt_tokens: Option<i64>,
+    /// The request body as forwarded, for counting prompt tokens when the upstream gives none
+    /// and admission did not count them (empty when it did).
     prompt_body: bytes::Bytes,
 }
 
@@ -67,6 +70,8 @@ pub struct TicketSpec<'a> {
     pub service: &'a str,
     pub kind: ApiKind,
     pub metrics: Arc<Metrics>,
+    /// The prompt's tokens, when admission counted them (for a budget or a token limit).
+    pub prompt_tokens: Option<i64>,
     /// The request body as forwarded (empty for a cache hit).
     pub prompt_body: bytes::Bytes,
 }
@@ -87,7 +92,13 @@ impl UsageTicket {
             kind: spec.kind,
             started: Instant::now(),
             metrics: spec.metrics,
-            prompt_body: spec.prompt_body,
+            prompt_tokens: spec.prompt_tokens,
+            // Kept only while it may need counting.
+            prompt_body: if spec.prompt_tokens.is_some() {
+                bytes::Bytes::new()
+            } else {
+                spec.prompt_body
+            },
         }
     }
 
@@ -156,6 +167,13 @@ impl UsageTicket {
         });
     }
 
+    /// The prompt's tokens: admission's count, or a billing estimate (bounded work, see
+    /// `actors::tokens`).
+    fn prompt_tokens(&self) -> i64 {
+        self.prompt_tokens
+            .unwrap_or_else(|| tokens::prompt_tokens(&self.prompt_body))
+    }
+
     /// Tokens of a buffered answer: the upstream's `usage`, or counted when it has none.
     /// Answers that are not 2xx are not billed.
     pub fn tokens_of_body(&self, status: u16, body: &[u8]) -> Tokens {
@@ -195,7 +213,7 @@ impl UsageTicket {
             }
         }
         Tokens {
-            prompt: tokens::prompt_tokens(&self.prompt_body),
+            prompt: self.prompt_tokens(),
             completion: tokens::count(&text),
             estimated: true,
         }
@@ -232,7 +250,7 @@ impl UsageTicket {
             _ => Tokens {
                 prompt: scanner
                     .usage
-                    .map_or_else(|| tokens::prompt_tokens(&self.prompt_body), |(p, _)| p),
+                    .map_or_else(|| self.prompt_tokens(), |(p, _)| p),
                 completion: tokens::count(&scanner.delivered_text),
                 estimated: true,
             },

@@ -77,7 +77,7 @@ impl Pipeline {
         // Rate limits first (a refusal there costs nothing), then a place for the usage event,
         // then the budget. All are released if the request never reaches an upstream.
         let key = context.key.as_deref();
-        let worst_case = self.worst_case(request, key);
+        let worst_case = self.worst_case(request, key).await?;
         let admitted = match self.limits.as_ref().zip(key) {
             Some((limits, key)) => Some(limits.admit(key, Some(worst_case.tokens)).await?),
             None => None,
@@ -108,6 +108,7 @@ impl Pipeline {
             service: route.service,
             kind: request.kind,
             metrics: Arc::clone(&self.metrics),
+            prompt_tokens: worst_case.prompt,
             prompt_body: body.clone(),
         });
         Ok(Admitted::Forward(Admission {
@@ -170,19 +171,27 @@ impl Pipeline {
     }
 
     /// The request's worst-case tokens, counted only when a budget or a token limit needs it
-    /// (otherwise zero, and the body is not parsed).
-    fn worst_case(&self, request: &ParsedRequest, key: Option<&ApiKey>) -> WorstCase {
+    /// (otherwise zero, and the body is not parsed). A large body is counted on a blocking
+    /// thread (`actors::tokens::worst_case_off_thread`), never on this one.
+    async fn worst_case(
+        &self,
+        request: &ParsedRequest,
+        key: Option<&ApiKey>,
+    ) -> Result<WorstCase, GatewayError> {
         let limits = self.limits.as_ref().zip(key);
         let needs_estimate = key.is_some_and(|k| k.token_budget.is_some())
             || limits.is_some_and(|(limits, key)| limits.limits_tokens(key));
         if !needs_estimate {
-            return WorstCase {
-                tokens: 0,
-                ceiling: None,
-            };
+            return Ok(WorstCase::NONE);
         }
         let default = (request.kind != ApiKind::Embeddings).then_some(self.default_max_tokens);
-        actors::tokens::worst_case(&request.body, default)
+        // Boxed like every optional stage: it holds a semaphore wait and a join handle.
+        Box::pin(actors::tokens::worst_case_off_thread(
+            request.body.clone(),
+            default,
+        ))
+        .await
+        .map_err(|failed| GatewayError::Internal(failed.to_string()))
     }
 
     /// Reserves the worst case against the key's token budget, when it has one (429 when it

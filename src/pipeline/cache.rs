@@ -150,6 +150,7 @@ impl Pipeline {
             service,
             kind: request.kind,
             metrics: Arc::clone(&self.metrics),
+            prompt_tokens: None,
             prompt_body: Bytes::new(),
         });
         ticket.finish(
