@@ -423,7 +423,8 @@ impl GatewayError {
             | GatewayError::ResourceNotFound(_)
             | GatewayError::UnsupportedByService { .. }
             | GatewayError::Overloaded
-            | GatewayError::TooManyConcurrentRequests { .. } => false,
+            | GatewayError::TooManyConcurrentRequests { .. }
+            | GatewayError::CapReached { .. } => false,
         }
     }
 
