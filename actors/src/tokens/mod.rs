@@ -27,8 +27,8 @@ const PER_MESSAGE: i64 = 4;
 const PER_REPLY: i64 = 3;
 
 /// Text bytes of a prompt encoded for a reservation (about 16k tokens of English): ~10 ms of
-/// a thread for English, at most ~80 ms for the slowest text (" 1" repeated: a regex match
-/// per byte) in a release build.
+/// a thread for English, ~65-160 ms for the slowest text (" 1" repeated: a regex match per
+/// byte) in a release build on a loaded 2-core machine.
 pub const RESERVATION_EXACT_BYTES: usize = 64 * 1024;
 
 /// Text bytes encoded for a billing estimate, which runs on the I/O thread that finishes the
