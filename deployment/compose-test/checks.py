@@ -73,6 +73,14 @@ def main():
     assert key.startswith("sk-"), created
     step(f"POST /admin/keys: key id {key_id} ({key[:10]}…)")
 
+    # /ready is 200 while a discovered service has no endpoints yet (Consul answers its first
+    # passing instance on a later blocking query); the first chat waits for the endpoint.
+    started = time.monotonic()
+    while True:
+        status, _, raw = request("POST", "/v1/chat/completions", CHAT, key)
+        if status != 503 or time.monotonic() - started > 90:
+            break
+        time.sleep(1)
     reply = json_ok("POST", "/v1/chat/completions", CHAT, key)
     content = reply["choices"][0]["message"]["content"]
     assert content.strip() and reply["usage"]["completion_tokens"] > 0, reply
