@@ -81,7 +81,8 @@ def main():
         if status != 503 or time.monotonic() - started > 90:
             break
         time.sleep(1)
-    reply = json_ok("POST", "/v1/chat/completions", CHAT, key)
+    assert status == 200, f"POST /v1/chat/completions: {status} {raw[:400]!r}"
+    reply = json.loads(raw)
     content = reply["choices"][0]["message"]["content"]
     assert content.strip() and reply["usage"]["completion_tokens"] > 0, reply
     step(f"REST chat with python-models (smollm2): {content.strip()[:60]!r}, usage {reply['usage']}")
