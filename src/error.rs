@@ -117,6 +117,12 @@ pub enum GatewayError {
         message: String,
         retry_after: Duration,
     },
+    /// Every password-hashing slot stayed busy for `auth.login_wait_ms`: 503 with `retry-after`.
+    #[error("Too many logins are being checked right now; retry shortly.")]
+    LoginBusy { retry_after: Duration },
+    /// The request body did not arrive within `server.request_body_timeout_secs`.
+    #[error("The request body did not arrive within {}s.", .after.as_secs())]
+    RequestBodyTimeout { after: Duration },
     #[error("Internal gateway error: {0}")]
     Internal(String),
 }
@@ -154,6 +160,7 @@ impl GatewayError {
             | GatewayError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
             GatewayError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::RequestBodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             GatewayError::ModelNotFound(_) | GatewayError::RouteNotFound { .. } => {
                 StatusCode::NOT_FOUND
             }
@@ -167,6 +174,7 @@ impl GatewayError {
             GatewayError::ResourceNotFound(_) => StatusCode::NOT_FOUND,
             GatewayError::NoHealthyEndpoint { .. }
             | GatewayError::Overloaded
+            | GatewayError::LoginBusy { .. }
             | GatewayError::UsageBacklog(_)
             | GatewayError::RateLimiterUnavailable(_)
             | GatewayError::BudgetUnavailable(_)
@@ -190,6 +198,7 @@ impl GatewayError {
             | GatewayError::InvalidParameter { .. }
             | GatewayError::UnsupportedMediaType(_)
             | GatewayError::PayloadTooLarge { .. }
+            | GatewayError::RequestBodyTimeout { .. }
             | GatewayError::ModelNotFound(_)
             | GatewayError::RouteNotFound { .. }
             | GatewayError::MethodNotAllowed { .. }
@@ -222,7 +231,9 @@ impl GatewayError {
             | GatewayError::UpstreamProtocol { .. }
             | GatewayError::UpstreamResponseTooLarge { .. }
             | GatewayError::UpstreamTimeout { .. } => "upstream_error",
-            GatewayError::Overloaded | GatewayError::Internal(_) => "server_error",
+            GatewayError::Overloaded
+            | GatewayError::LoginBusy { .. }
+            | GatewayError::Internal(_) => "server_error",
         }
     }
 
@@ -234,6 +245,7 @@ impl GatewayError {
             GatewayError::InvalidParameter { .. } => "invalid_parameter",
             GatewayError::UnsupportedMediaType(_) => "unsupported_media_type",
             GatewayError::PayloadTooLarge { .. } => "payload_too_large",
+            GatewayError::RequestBodyTimeout { .. } => "request_body_timeout",
             GatewayError::ModelNotFound(_) => "model_not_found",
             GatewayError::RouteNotFound { .. } => "not_found",
             GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
@@ -258,6 +270,7 @@ impl GatewayError {
             GatewayError::UpstreamGrpc { code, .. } => grpc_class(*code).code,
             GatewayError::UnsupportedByService { .. } => "unsupported_by_service",
             GatewayError::Overloaded => "overloaded",
+            GatewayError::LoginBusy { .. } => "login_busy",
             GatewayError::Internal(_) => "internal_error",
         }
     }
@@ -281,6 +294,7 @@ impl GatewayError {
             | GatewayError::InvalidParameter { .. }
             | GatewayError::UnsupportedMediaType(_)
             | GatewayError::PayloadTooLarge { .. }
+            | GatewayError::RequestBodyTimeout { .. }
             | GatewayError::ModelNotFound(_)
             | GatewayError::RouteNotFound { .. }
             | GatewayError::MethodNotAllowed { .. }
@@ -307,6 +321,7 @@ impl GatewayError {
             | GatewayError::UpstreamResponseTooLarge { .. }
             | GatewayError::UpstreamTimeout { .. } => ErrorSource::Upstream,
             GatewayError::Overloaded
+            | GatewayError::LoginBusy { .. }
             | GatewayError::UsageBacklog(_)
             | GatewayError::StoreUnavailable(_)
             | GatewayError::RateLimiterUnavailable(_)
@@ -348,6 +363,8 @@ impl GatewayError {
             | GatewayError::Overloaded
             | GatewayError::TooManyConcurrentRequests { .. }
             | GatewayError::CapReached { .. }
+            | GatewayError::LoginBusy { .. }
+            | GatewayError::RequestBodyTimeout { .. }
             | GatewayError::Internal(_) => false,
         }
     }
@@ -424,8 +441,25 @@ impl GatewayError {
             | GatewayError::UnsupportedByService { .. }
             | GatewayError::Overloaded
             | GatewayError::TooManyConcurrentRequests { .. }
-            | GatewayError::CapReached { .. } => false,
+            | GatewayError::CapReached { .. }
+            | GatewayError::LoginBusy { .. }
+            | GatewayError::RequestBodyTimeout { .. } => false,
         }
+    }
+
+    /// How long a refused client should wait, for `retry-after` (throttles and caps).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            GatewayError::RateLimited { retry_after, .. }
+            | GatewayError::CapReached { retry_after, .. }
+            | GatewayError::LoginBusy { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
+    /// `retry-after`'s value: whole seconds, rounded up, at least 1.
+    pub fn retry_after_header(&self) -> Option<String> {
+        self.retry_after().map(retry_after_secs)
     }
 
     /// The OpenAI-shaped body: `{"error":{"message","type","param","code"}}`.
@@ -467,19 +501,17 @@ impl ResponseError for GatewayError {
         let body = serde_json::to_vec(&self.body()).unwrap_or_default();
         let mut response = HttpResponse::build(self.status());
         response.insert_header((header::CONTENT_TYPE, "application/json"));
-        if let GatewayError::RateLimited {
-            retry_after,
-            headers,
-            ..
-        } = self
-        {
-            response.insert_header((header::RETRY_AFTER, retry_after_secs(*retry_after)));
+        if let Some(seconds) = self.retry_after_header() {
+            response.insert_header((header::RETRY_AFTER, seconds));
+        }
+        if let GatewayError::RateLimited { headers, .. } = self {
             for (name, value) in headers {
                 response.insert_header((name.clone(), value.clone()));
             }
         }
-        if let GatewayError::CapReached { retry_after, .. } = self {
-            response.insert_header((header::RETRY_AFTER, retry_after_secs(*retry_after)));
+        if let GatewayError::RequestBodyTimeout { .. } = self {
+            // The rest of the body may still be on its way: the connection cannot be reused.
+            response.force_close();
         }
         response.body(body)
     }

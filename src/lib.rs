@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod body;
 pub mod cli;
 pub mod client_ip;
 pub mod config;

@@ -46,8 +46,10 @@ pub enum Accepts {
 
 impl Principal {
     /// Resolves a presented credential (already trimmed by [`presented_credential`], or taken
-    /// from a WebSocket subprotocol) for an endpoint that accepts `accepts`.
+    /// from a WebSocket subprotocol) of `request` for an endpoint that accepts `accepts`. The
+    /// request tells who failed, for the failed-authentication throttle.
     pub async fn resolve(
+        request: &HttpRequest,
         credential: Option<&str>,
         accepts: Accepts,
         state: &AppState,
@@ -63,7 +65,7 @@ impl Principal {
                         "You didn't provide an API key. Send it as 'Authorization: Bearer sk-…' or 'x-api-key'.",
                     )
                 })?;
-                key_from_secret(secret, &state.keys)
+                key_from_secret(secret, state, || state.trusted_proxies.of_request(request))
                     .await
                     .map(Principal::Key)
             }
@@ -71,7 +73,9 @@ impl Principal {
             Accepts::Token => Box::pin(Self::resolve_token(credential, state)).await,
             // Boxed: inline, its larger future would size every `/v1` request's future too;
             // WebSocket and GraphQL resolve once per connection or document.
-            Accepts::KeyOrToken => Box::pin(Self::resolve_key_or_token(credential, state)).await,
+            Accepts::KeyOrToken => {
+                Box::pin(Self::resolve_key_or_token(request, credential, state)).await
+            }
         }
     }
 
@@ -100,6 +104,7 @@ impl Principal {
     }
 
     async fn resolve_key_or_token(
+        request: &HttpRequest,
         credential: Option<&str>,
         state: &AppState,
     ) -> Result<Principal, GatewayError> {
@@ -114,9 +119,11 @@ impl Principal {
             if !state.auth_enabled {
                 return Ok(Principal::Open);
             }
-            return key_from_secret(credential, &state.keys)
-                .await
-                .map(Principal::Key);
+            return key_from_secret(credential, state, || {
+                state.trusted_proxies.of_request(request)
+            })
+            .await
+            .map(Principal::Key);
         }
         if credential.matches('.').count() == 2 {
             return Self::user_of_token(credential, state).await;
@@ -207,7 +214,13 @@ impl FromRequest for Principal {
         let request = request.clone();
         Box::pin(async move {
             let state = app_state(&request)?;
-            Principal::resolve(presented_credential(&request), Accepts::KeyOrToken, state).await
+            Principal::resolve(
+                &request,
+                presented_credential(&request),
+                Accepts::KeyOrToken,
+                state,
+            )
+            .await
         })
     }
 }
@@ -225,7 +238,7 @@ impl FromRequest for Admin {
         Box::pin(async move {
             let state = app_state(&request)?;
             let credential = presented_credential(&request);
-            let principal = Principal::resolve(credential, Accepts::Token, state).await?;
+            let principal = Principal::resolve(&request, credential, Accepts::Token, state).await?;
             principal.require_admin()?;
             Ok(Admin(principal))
         })

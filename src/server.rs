@@ -21,6 +21,7 @@ use actors::store::Store;
 use actors::usage::{UsageHandle, UsageRecorder};
 use actors::users::{UserCache, UserCacheSettings};
 
+use crate::auth::guard::{AuthGuard, GuardSettings};
 use crate::auth::JwtKeys;
 use crate::config::{Config, DiscoveryBackend};
 use crate::discovery::consul::ConsulRegistration;
@@ -74,6 +75,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
     let ws_hub = WsHubHandle::start(&metrics.registry).context("websocket hub")?;
     actix_web::rt::spawn(crate::ws::close_on_shutdown_signal(ws_hub.clone()));
     let pipeline = build_pipeline(&config, &registry, &usage, &store, &metrics)?;
+    let guard = auth_guard(&config, &pipeline, &metrics)?;
     let state = web::Data::new(AppState {
         pipeline,
         metrics: Arc::clone(&metrics),
@@ -96,7 +98,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
                 ..UserCacheSettings::default()
             },
         ),
-        login_requests_per_minute: config.rate_limit.login_requests_per_minute,
+        guard,
         trusted_proxies: config.trusted_proxies.clone(),
     });
     // Separate from `AppState`: the GraphQL schema's context holds `AppState`, and neither
@@ -233,6 +235,7 @@ async fn serve(
     let metrics_enabled = config.metrics;
     let grpc_enabled = config.protocol_conversion;
     let dashboard = web::Data::new(config.dashboard.clone());
+    let body_timeout = config.server.request_body_timeout;
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -247,6 +250,9 @@ async fn serve(
             }))
             .app_data(dashboard.clone())
             .configure(|app| routes::configure(app, &dashboard))
+            .wrap(from_fn(move |request, next| {
+                crate::body::deadline(request, next, body_timeout)
+            }))
             .wrap(Condition::new(gzip, Compress::default()))
             .wrap(Condition::new(
                 cors_origins.is_some(),
@@ -353,6 +359,40 @@ fn rate_limits(
         tokens_per_minute: settings.tokens_per_minute,
         refusals: metrics.rate_limit_refusals(),
     })
+}
+
+/// The front door's throttles: on the rate limiter's buckets when limits are on (so logins are
+/// counted across replicas when Redis shares them), on buckets of their own otherwise.
+fn auth_guard(
+    config: &Config,
+    pipeline: &Pipeline,
+    metrics: &Metrics,
+) -> anyhow::Result<AuthGuard> {
+    let limiter = match &pipeline.limits {
+        Some(limits) => limits.limiter.clone(),
+        None => {
+            let limiter = RateLimiter::local(config.rate_limit.max_buckets);
+            LimiterUpkeep::start_upkeep(
+                Arc::clone(limiter.local_limiter()),
+                Arc::new(ConcurrencyLimiter::default()),
+                LIMITER_SWEEP_INTERVAL,
+            );
+            limiter
+        }
+    };
+    let settings = GuardSettings {
+        max_failures_per_minute: config.auth.max_failures_per_minute,
+        logins_per_minute: config.rate_limit.login_requests_per_minute,
+        login_max_concurrent: config.auth.login_max_concurrent,
+        login_wait: config.auth.login_wait,
+    };
+    AuthGuard::new(
+        settings,
+        limiter,
+        &metrics.registry,
+        metrics.rate_limit_refusals(),
+    )
+    .context("registering auth metrics")
 }
 
 /// How often idle rate-limit buckets are evicted.

@@ -8,6 +8,7 @@ use actors::keys::KeyCache;
 use actors::store::Store;
 use actors::users::UserCache;
 
+use crate::auth::guard::AuthGuard;
 use crate::auth::JwtKeys;
 use crate::client_ip::TrustedProxies;
 use crate::metrics::Metrics;
@@ -25,8 +26,8 @@ pub struct AppState {
     pub jwt: JwtKeys,
     /// Token users' current roles (deletion and demotion take effect within its TTL).
     pub users: UserCache,
-    /// `/auth/login` attempts per minute per client IP (when rate limits are on).
-    pub login_requests_per_minute: u64,
+    /// Failed-authentication and login throttles.
+    pub guard: AuthGuard,
     /// Whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
     pub trusted_proxies: TrustedProxies,
 }

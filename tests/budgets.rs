@@ -254,10 +254,12 @@ async fn a_settlement_survives_a_redis_hiccup_and_is_not_crowded_out_by_cache_wr
     let prefix = unique_prefix();
     let (store, _target, key_id, _dir) = store_with_key(Db::Sqlite, 1_000).await;
     let proxy = RedisProxy::start(&url);
+    // Long enough for the first reservation on a loaded machine (at 100 ms it sometimes fell
+    // back to the local ledger), short enough that the hung settlement fails quickly.
     let settings = shared_settings(
         &proxy.url,
         &prefix,
-        Duration::from_millis(100),
+        Duration::from_millis(500),
         Duration::from_secs(60),
     );
     let shared = SharedRedis::new(&settings).expect("redis");

@@ -157,16 +157,17 @@ async fn login_attempts_are_limited_per_client_ip() {
     gateway.stop().await;
 }
 
-/// Five failed logins with `X-Forwarded-For: <client>` each, from `clients` in turn; the
-/// statuses in order.
+/// A failed login with `X-Forwarded-For: <client>` from each of `clients` in turn, each for a
+/// user name of its own (names have their own throttle); the statuses in order.
 async fn logins_forwarded_for(gateway: &TestGateway, clients: &[&str]) -> Vec<u16> {
     let mut statuses = Vec::new();
     for client in clients {
+        let username = format!("nobody-{}", uuid::Uuid::new_v4().simple());
         let response = gateway
             .client
             .post(gateway.url("/auth/login"))
             .insert_header(("x-forwarded-for", *client))
-            .send_json(&json!({"username": "nobody", "password": "wrong guess"}))
+            .send_json(&json!({"username": username, "password": "wrong guess"}))
             .await
             .expect("response");
         statuses.push(response.status().as_u16());

@@ -56,6 +56,17 @@ impl ApiKey {
     }
 }
 
+/// What the cache alone knows of a hash ([`KeyCache::cached`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cached {
+    /// Answered within the TTL (a key, or a hash the database did not know).
+    Answer(KeyLookup),
+    /// A key this cache has held, aged out: a lookup is a refresh, not a guess.
+    Stale,
+    /// Never seen (or long forgotten).
+    Absent,
+}
+
 /// The outcome of looking a secret up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyLookup {
@@ -73,6 +84,9 @@ pub struct KeyCacheSettings {
     /// How long a cached key keeps working while the database is unreachable.
     pub max_stale: Duration,
     pub capacity: u64,
+    /// Secrets known not to be keys, remembered for `ttl` in a cache of their own: a flood of
+    /// made-up keys can neither reach the database twice in a TTL nor evict real keys.
+    pub unknown_capacity: u64,
 }
 
 impl Default for KeyCacheSettings {
@@ -81,13 +95,14 @@ impl Default for KeyCacheSettings {
             ttl: Duration::from_secs(5),
             max_stale: Duration::from_secs(600),
             capacity: 100_000,
+            unknown_capacity: 10_000,
         }
     }
 }
 
 #[derive(Debug)]
 struct CacheEntry {
-    key: Option<Arc<ApiKey>>,
+    key: Arc<ApiKey>,
     fetched_at: Instant,
 }
 
@@ -97,6 +112,8 @@ struct CacheEntry {
 pub struct KeyCache {
     store: Store,
     entries: moka::future::Cache<String, Arc<CacheEntry>>,
+    /// Hashes the database did not know, for `settings.ttl`.
+    unknown: moka::future::Cache<String, ()>,
     settings: KeyCacheSettings,
     hits: Arc<AtomicU64>,
     misses: Arc<AtomicU64>,
@@ -114,9 +131,14 @@ impl KeyCache {
             .max_capacity(settings.capacity)
             .time_to_live(settings.max_stale)
             .build();
+        let unknown = moka::future::Cache::builder()
+            .max_capacity(settings.unknown_capacity)
+            .time_to_live(settings.ttl)
+            .build();
         KeyCache {
             store,
             entries,
+            unknown,
             settings,
             hits: Arc::new(AtomicU64::new(0)),
             misses: Arc::new(AtomicU64::new(0)),
@@ -140,43 +162,78 @@ impl KeyCache {
     /// its key again, instead of the secret.
     pub async fn lookup_hash(&self, hash: &str) -> Result<KeyLookup, StoreError> {
         let cached = self.entries.get(hash).await;
-        if let Some(entry) = &cached {
-            if entry.fetched_at.elapsed() < self.settings.ttl {
-                self.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(classify(entry.key.as_ref()));
-            }
+        if let Some(answer) = self.fresh(cached.as_deref(), hash) {
+            return Ok(answer);
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
         if let Some(stale) = &cached {
             if now_millis() < self.down_until_ms.load(Ordering::Relaxed) {
-                return Ok(classify(stale.key.as_ref()));
+                return Ok(classify(Some(&stale.key)));
             }
         }
         match self.store.find_key_by_hash(hash).await {
-            Ok(row) => {
+            Ok(Some(row)) => {
+                let key = Arc::new(ApiKey::from(&row));
+                let outcome = classify(Some(&key));
                 let entry = Arc::new(CacheEntry {
-                    key: row.as_ref().map(|r| Arc::new(ApiKey::from(r))),
+                    key,
                     fetched_at: Instant::now(),
                 });
-                let outcome = classify(entry.key.as_ref());
                 self.entries.insert(hash.to_string(), entry).await;
                 Ok(outcome)
+            }
+            Ok(None) => {
+                if cached.is_some() {
+                    self.entries.invalidate(hash).await;
+                }
+                self.unknown.insert(hash.to_string(), ()).await;
+                Ok(KeyLookup::Unknown)
             }
             Err(error) => match cached {
                 Some(stale) => {
                     self.down_until_ms
                         .store(now_millis() + DOWN_BACKOFF_MS, Ordering::Relaxed);
                     tracing::warn!(%error, "database unavailable; using a cached API key");
-                    Ok(classify(stale.key.as_ref()))
+                    Ok(classify(Some(&stale.key)))
                 }
                 None => Err(error),
             },
         }
     }
 
+    /// What the cache can tell of `hash` without the database: an answer (a key read within
+    /// the TTL, or a hash the database did not know within the TTL), a key it held that has
+    /// aged out, or nothing.
+    pub async fn cached(&self, hash: &str) -> Cached {
+        let cached = self.entries.get(hash).await;
+        match self.fresh(cached.as_deref(), hash) {
+            Some(answer) => Cached::Answer(answer),
+            None if cached.is_some() => Cached::Stale,
+            None => Cached::Absent,
+        }
+    }
+
+    fn fresh(&self, cached: Option<&CacheEntry>, hash: &str) -> Option<KeyLookup> {
+        let answer = match cached {
+            Some(entry) if entry.fetched_at.elapsed() < self.settings.ttl => {
+                classify(Some(&entry.key))
+            }
+            _ if self.unknown.contains_key(hash) => KeyLookup::Unknown,
+            _ => return None,
+        };
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(answer)
+    }
+
     /// Forgets every cached entry (after a local revocation or update).
     pub fn invalidate_all(&self) {
         self.entries.invalidate_all();
+        self.unknown.invalidate_all();
+    }
+
+    /// Secrets remembered as unknown (approximate: moka counts lazily).
+    pub fn unknown_count(&self) -> u64 {
+        self.unknown.entry_count()
     }
 }
 

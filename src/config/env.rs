@@ -44,6 +44,16 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("JWT_EXPIRY", "auth.jwt_expiry"),
     ("AUTH_KEY_CACHE_TTL_SECS", "auth.key_cache_ttl_secs"),
     ("AUTH_USER_CACHE_TTL_SECS", "auth.user_cache_ttl_secs"),
+    (
+        "AUTH_MAX_FAILURES_PER_MINUTE",
+        "auth.max_failures_per_minute",
+    ),
+    ("AUTH_LOGIN_MAX_CONCURRENT", "auth.login_max_concurrent"),
+    ("AUTH_LOGIN_WAIT_MS", "auth.login_wait_ms"),
+    (
+        "REQUEST_BODY_TIMEOUT_SECS",
+        "server.request_body_timeout_secs",
+    ),
     ("WS_MAX_MESSAGE_BYTES", "websocket.max_message_bytes"),
     (
         "WS_MAX_CONCURRENT_REQUESTS",

@@ -24,6 +24,7 @@ pub struct ServerConfig {
     pub max_response_bytes: usize,
     pub shutdown_timeout: Duration,
     pub keep_alive: Duration,
+    pub request_body_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -152,6 +153,9 @@ pub struct AuthConfig {
     pub jwt_audience: String,
     pub key_cache_ttl: Duration,
     pub user_cache_ttl: Duration,
+    pub max_failures_per_minute: u64,
+    pub login_max_concurrent: usize,
+    pub login_wait: Duration,
 }
 
 impl std::fmt::Debug for AuthConfig {

@@ -638,6 +638,41 @@ fn the_user_cache_ttl_is_configurable_and_bounded() {
 }
 
 #[test]
+fn the_front_doors_throttles_are_configurable_and_bounded() {
+    let config = load(&[], &[]).expect("valid");
+    assert_eq!(config.auth.max_failures_per_minute, 20);
+    assert_eq!(config.auth.login_max_concurrent, 4);
+    assert_eq!(config.auth.login_wait, Duration::from_secs(1));
+    assert_eq!(config.server.request_body_timeout, Duration::from_secs(30));
+    let env = [
+        ("AUTH_MAX_FAILURES_PER_MINUTE", "0"),
+        ("AUTH_LOGIN_MAX_CONCURRENT", "2"),
+        ("AUTH_LOGIN_WAIT_MS", "250"),
+        ("REQUEST_BODY_TIMEOUT_SECS", "9"),
+    ];
+    let config = load(&[], &env).expect("valid");
+    assert_eq!(config.auth.max_failures_per_minute, 0);
+    assert_eq!(config.auth.login_max_concurrent, 2);
+    assert_eq!(config.auth.login_wait, Duration::from_millis(250));
+    assert_eq!(config.server.request_body_timeout, Duration::from_secs(9));
+    check_error(
+        &[],
+        &[
+            ("AUTH_LOGIN_MAX_CONCURRENT", "0"),
+            ("AUTH_LOGIN_WAIT_MS", "0"),
+            ("REQUEST_BODY_TIMEOUT_SECS", "0"),
+            ("AUTH_MAX_FAILURES_PER_MINUTE", "1000000"),
+        ],
+        &[
+            "auth.login_max_concurrent",
+            "auth.login_wait_ms",
+            "server.request_body_timeout_secs",
+            "auth.max_failures_per_minute",
+        ],
+    );
+}
+
+#[test]
 fn websocket_credential_checks_and_lifetime_are_configurable() {
     let config = load(&[], &[]).expect("valid");
     let ws = &config.websocket;

@@ -169,11 +169,19 @@ fn request_error(status: u16, code: &str, messages: Vec<String>) -> HttpResponse
 }
 
 fn gateway_request_error(error: &GatewayError) -> HttpResponse {
-    request_error(
+    let mut response = request_error(
         error.status().as_u16(),
         error.code(),
         vec![error.public_message()],
-    )
+    );
+    if let Some(seconds) = error.retry_after_header() {
+        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&seconds) {
+            response
+                .headers_mut()
+                .insert(actix_web::http::header::RETRY_AFTER, value);
+        }
+    }
+    response
 }
 
 fn graphql_error_response(error: &GraphQLError) -> HttpResponse {
@@ -211,16 +219,17 @@ pub async fn execute(
             path: "/graphql".into(),
         });
     }
+    // The credential is in a header: a bad one is refused before the body is read or parsed.
+    let credential = presented_credential(&request);
+    let principal =
+        match Principal::resolve(&request, credential, Accepts::KeyOrToken, &state).await {
+            Ok(principal) => principal,
+            Err(error) => return gateway_request_error(&error),
+        };
     let graphql_request = match read_request(&request, payload, state.max_body_bytes).await {
         Ok(graphql_request) => graphql_request,
         Err(error) => return gateway_request_error(&error),
     };
-    let principal =
-        match Principal::resolve(presented_credential(&request), Accepts::KeyOrToken, &state).await
-        {
-            Ok(principal) => principal,
-            Err(error) => return gateway_request_error(&error),
-        };
     let (chat, mut jobs) = mpsc::channel::<ChatJob>(CHAT_CONCURRENCY);
     let context = GraphqlContext {
         state: state.clone(),

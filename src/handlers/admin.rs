@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::admin::users::UpdateUserRequest;
 use crate::admin::{self, CreateKeyRequest, UpdateKeyRequest};
+use crate::auth::guard::LoginOutcome;
 use crate::error::GatewayError;
 use crate::principal::{Admin, Principal};
 use crate::state::AppState;
@@ -37,46 +38,37 @@ pub async fn login(
     body: Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, GatewayError> {
-    // Per client IP, before any password work: guessing passwords is slow and costly for us.
     // The peer address, or the client a trusted proxy names (`TRUSTED_PROXIES`); never a
     // forwarded header a client could forge.
     let client_ip = state.trusted_proxies.of_request(&request);
-    if let (Some(limits), Some(ip)) = (&state.pipeline.limits, client_ip) {
-        let subject = format!("ip:{ip}");
-        let admitted = limits
-            .admit_subject(
-                "login",
-                &subject,
-                state.login_requests_per_minute,
-                state.login_requests_per_minute,
-            )
-            .await;
-        if let Err(error) = admitted {
-            tracing::warn!(client_ip = %ip, "login throttled");
-            return Err(error);
-        }
-    }
     let login: Login = parse_json(&body)?;
-    if login.username.len() > 128 || login.password.len() > 1024 {
-        return Err(GatewayError::Unauthorized {
+    let failed = || {
+        state.guard.count_login(LoginOutcome::Failed);
+        GatewayError::Unauthorized {
             code: "invalid_credentials",
             message: "Incorrect username or password.".into(),
-        });
+        }
+    };
+    if login.username.len() > 128 || login.password.len() > 1024 {
+        return Err(failed());
     }
-    let user = state
+    // Per client IP and per user name, then a bounded number of hashes at once: guessing
+    // passwords is slow and costly for us, so all of it comes before any password work.
+    state.guard.admit_login(client_ip, &login.username).await?;
+    let slot = state.guard.hashing_slot().await?;
+    let verified = state
         .store
         .verify_user(&login.username, &login.password)
         .await
-        .map_err(|e| GatewayError::StoreUnavailable(e.to_string()))?
-        .ok_or_else(|| {
-            // Who tried, for fail2ban-style tooling: the client, not the proxy in front.
-            let client_ip = client_ip.map(|ip| ip.to_string()).unwrap_or_default();
-            tracing::info!(client_ip = %client_ip, username = %login.username, "login failed");
-            GatewayError::Unauthorized {
-                code: "invalid_credentials",
-                message: "Incorrect username or password.".into(),
-            }
-        })?;
+        .map_err(|e| GatewayError::StoreUnavailable(e.to_string()))?;
+    drop(slot);
+    let user = verified.ok_or_else(|| {
+        // Who tried, for fail2ban-style tooling: the client, not the proxy in front.
+        let client_ip = client_ip.map(|ip| ip.to_string()).unwrap_or_default();
+        tracing::info!(client_ip = %client_ip, username = %login.username, "login failed");
+        failed()
+    })?;
+    state.guard.count_login(LoginOutcome::Succeeded);
     let role = Role::parse(&user.role).unwrap_or(Role::Viewer);
     let token = state.jwt.issue(&user.username, role)?;
     Ok(HttpResponse::Ok().json(Token {

@@ -81,9 +81,14 @@ async fn answer(
     state: &AppState,
     clients: &UpstreamClients,
 ) -> Result<(HttpResponse, Duration), GatewayError> {
-    let key = Principal::resolve(presented_credential(&request), Accepts::ApiKey, state)
-        .await?
-        .into_key();
+    let key = Principal::resolve(
+        &request,
+        presented_credential(&request),
+        Accepts::ApiKey,
+        state,
+    )
+    .await?
+    .into_key();
     let body = read_json_body(&request, payload, state.max_body_bytes).await?;
     let parsed = ParsedRequest::parse(kind, body)?;
     let request_id = request
@@ -168,7 +173,13 @@ pub async fn list_models(
     clients: web::Data<UpstreamClients>,
 ) -> Result<HttpResponse, GatewayError> {
     // Like OpenAI, the model list needs a key.
-    Principal::resolve(presented_credential(&request), Accepts::ApiKey, &state).await?;
+    Principal::resolve(
+        &request,
+        presented_credential(&request),
+        Accepts::ApiKey,
+        &state,
+    )
+    .await?;
     let data = state
         .pipeline
         .list_models(&clients)

@@ -150,7 +150,7 @@ impl RateLimits {
 
 /// Decides one request of `subject` against a plain requests-per-minute bucket (login by IP,
 /// a whole service); [`RateLimits::admit_subject`] also counts the refusal.
-async fn admit_subject(
+pub(crate) async fn admit_subject(
     limiter: &RateLimiter,
     subject: &str,
     per_minute: u64,

@@ -106,7 +106,7 @@ async fn authenticate(
     }
     let presented = presented_credential(request)
         .or_else(|| auth_protocol.and_then(|p| p.strip_prefix(AUTH_PROTOCOL_PREFIX)));
-    let principal = Principal::resolve(presented, Accepts::KeyOrToken, state).await?;
+    let principal = Principal::resolve(request, presented, Accepts::KeyOrToken, state).await?;
     let credential = SessionCredential::of(&principal, presented);
     Ok((principal, credential))
 }

@@ -126,6 +126,22 @@ impl LocalLimiter {
         }
     }
 
+    /// How long until `subject`'s request bucket under `gcra` admits one more request, or
+    /// `None` when it would admit one now. Decides nothing and charges nothing: for callers
+    /// that charge only on an outcome known later (failed authentications).
+    pub fn exhausted_at(&self, subject: &str, gcra: Gcra, now: i64) -> Option<Duration> {
+        let shard = self
+            .shard(subject)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let tat = shard
+            .get(subject)
+            .map_or(i64::MIN, |buckets| buckets.requests);
+        drop(shard);
+        let outcome = gcra.check(tat, now, 1);
+        (!outcome.allowed).then(|| ticks_to_duration(outcome.retry_after))
+    }
+
     /// Corrects a token charge made for `subject` by `delta` units (see [`Gcra::adjust`]).
     pub fn adjust_tokens_at(&self, subject: &str, gcra: Gcra, delta: i64, now: i64) {
         if delta == 0 {
@@ -227,6 +243,31 @@ mod tests {
         // Giving tokens back lets a large request through.
         limiter.adjust_tokens_at("key:1", tokens, -700, 0);
         assert_eq!(limiter.admit_at(&admit(900), 0).denied, None);
+    }
+
+    #[test]
+    fn exhaustion_is_read_without_charging() {
+        let limiter = LocalLimiter::new(1_000);
+        let gcra = requests(2);
+        let admission = Admission {
+            subject: "fail:1",
+            requests: Some(gcra),
+            tokens: None,
+        };
+        // Reading a fresh bucket, however often, charges nothing.
+        for _ in 0..10 {
+            assert_eq!(limiter.exhausted_at("fail:1", gcra, 0), None);
+        }
+        assert_eq!(limiter.admit_at(&admission, 0).denied, None);
+        assert_eq!(limiter.exhausted_at("fail:1", gcra, 0), None);
+        assert_eq!(limiter.admit_at(&admission, 0).denied, None);
+        // Two of two used: exhausted until one unit (1 s at 60/min) comes back.
+        assert_eq!(
+            limiter.exhausted_at("fail:1", gcra, 0),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(limiter.exhausted_at("fail:1", gcra, SECOND), None);
+        assert_eq!(limiter.exhausted_at("fail:2", gcra, 0), None);
     }
 
     #[test]

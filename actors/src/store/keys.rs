@@ -86,6 +86,20 @@ pub fn hash_key(secret: &str) -> String {
     hex
 }
 
+/// Characters of a secret after [`KEY_PREFIX`]: 32 bytes in unpadded base64url.
+pub const SECRET_BODY_LEN: usize = 43;
+
+/// Whether `secret` has the shape [`generate_secret`] gives every key: anything else cannot be
+/// a key of this gateway, and is refused without hashing it or asking the database.
+pub fn is_well_formed(secret: &str) -> bool {
+    secret.strip_prefix(KEY_PREFIX).is_some_and(|body| {
+        body.len() == SECRET_BODY_LEN
+            && body
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+}
+
 /// A fresh secret (32 random bytes) and its display prefix.
 pub fn generate_secret() -> (String, String) {
     let mut bytes = [0u8; 32];
@@ -288,6 +302,28 @@ mod tests {
         assert_eq!(hash_key(&a).len(), 64);
         assert_eq!(hash_key(&a), hash_key(&a));
         assert_ne!(hash_key(&a), hash_key(&b));
+    }
+
+    #[test]
+    fn only_the_shape_of_issued_keys_is_well_formed() {
+        for _ in 0..100 {
+            assert!(is_well_formed(&generate_secret().0));
+        }
+        let good = generate_secret().0;
+        let bad = [
+            String::new(),
+            "sk-gw-".into(),
+            "sk-gw-not-a-real-key".into(),
+            good.replacen("sk-gw-", "sk-xx-", 1),
+            format!("{good}A"),
+            good[..good.len() - 1].to_string(),
+            format!("{}=", &good[..good.len() - 1]),
+            format!("{}\u{e9}", &good[..good.len() - 2]),
+            format!("{} ", &good[..good.len() - 1]),
+        ];
+        for secret in bad {
+            assert!(!is_well_formed(&secret), "{secret:?} passed");
+        }
     }
 
     #[test]

@@ -52,6 +52,9 @@ pub struct RawServer {
     pub max_response_bytes: usize,
     pub shutdown_timeout_secs: u64,
     pub keep_alive_secs: u64,
+    /// How long a request's body may take to arrive once its head has (slow-body clients get
+    /// 408 `request_body_timeout`).
+    pub request_body_timeout_secs: u64,
     /// Proxies (IPs or CIDR ranges) whose `X-Forwarded-For` names the client; empty: the
     /// header is ignored and the peer is the client.
     #[serde(deserialize_with = "comma_list")]
@@ -67,6 +70,7 @@ impl Default for RawServer {
             max_response_bytes: 64 * 1024 * 1024,
             shutdown_timeout_secs: 30,
             keep_alive_secs: 75,
+            request_body_timeout_secs: 30,
             trusted_proxies: Vec::new(),
         }
     }
@@ -233,6 +237,13 @@ pub struct RawAuth {
     /// How long a token's user (its role, or that it was deleted) is trusted before it is
     /// read again: the delay before a deletion or demotion takes effect (1 to 60).
     pub user_cache_ttl_secs: u64,
+    /// Failed API-key authentications one client (IP) may make per minute before its lookups
+    /// get 429 `too_many_failed_authentications`; 0 turns the throttle off.
+    pub max_failures_per_minute: u64,
+    /// Password hashes (Argon2, ~19 MiB each) `/auth/login` runs at once.
+    pub login_max_concurrent: usize,
+    /// How long a login waits for a hashing slot before 503 `login_busy`.
+    pub login_wait_ms: u64,
 }
 
 impl Default for RawAuth {
@@ -245,6 +256,9 @@ impl Default for RawAuth {
             jwt_audience: "ai-gateway-admin".into(),
             key_cache_ttl_secs: 5,
             user_cache_ttl_secs: 5,
+            max_failures_per_minute: 20,
+            login_max_concurrent: 4,
+            login_wait_ms: 1_000,
         }
     }
 }

@@ -43,6 +43,21 @@ pub(super) fn auth(raw: &RawAuth, production: bool, errors: &mut Errors) -> Auth
                 .into(),
         );
     }
+    if !(1..=256).contains(&raw.login_max_concurrent) {
+        errors.push(
+            "auth.login_max_concurrent: must be 1 to 256 (password hashes at once, ~19 MiB each)"
+                .into(),
+        );
+    }
+    if !(1..=60_000).contains(&raw.login_wait_ms) {
+        errors.push("auth.login_wait_ms: must be 1 to 60000".into());
+    }
+    if raw.max_failures_per_minute > 100_000 {
+        errors.push(
+            "auth.max_failures_per_minute: must be at most 100000 (0 turns the throttle off)"
+                .into(),
+        );
+    }
     AuthConfig {
         enabled: raw.enabled,
         jwt_secret,
@@ -52,6 +67,9 @@ pub(super) fn auth(raw: &RawAuth, production: bool, errors: &mut Errors) -> Auth
         jwt_audience: raw.jwt_audience.clone(),
         key_cache_ttl: Duration::from_secs(raw.key_cache_ttl_secs),
         user_cache_ttl: Duration::from_secs(raw.user_cache_ttl_secs),
+        max_failures_per_minute: raw.max_failures_per_minute,
+        login_max_concurrent: raw.login_max_concurrent,
+        login_wait: Duration::from_millis(raw.login_wait_ms),
     }
 }
 

@@ -107,6 +107,9 @@ fn server(server: &raw::RawServer, errors: &mut Errors) -> ServerConfig {
     if server.max_body_bytes == 0 {
         errors.push("server.max_body_bytes: must be positive".into());
     }
+    if !(1..=3_600).contains(&server.request_body_timeout_secs) {
+        errors.push("server.request_body_timeout_secs: must be 1 to 3600".into());
+    }
     ServerConfig {
         bind: server.bind.clone(),
         workers: server.workers,
@@ -114,6 +117,7 @@ fn server(server: &raw::RawServer, errors: &mut Errors) -> ServerConfig {
         max_response_bytes: server.max_response_bytes,
         shutdown_timeout: Duration::from_secs(server.shutdown_timeout_secs),
         keep_alive: Duration::from_secs(server.keep_alive_secs),
+        request_body_timeout: Duration::from_secs(server.request_body_timeout_secs),
     }
 }
 

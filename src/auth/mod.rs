@@ -1,13 +1,17 @@
 //! Credentials at the edge: API keys for clients (`Authorization: Bearer sk-…` or `x-api-key`)
 //! and HS256 JWTs for dashboard and admin users. Who a request comes from is decided from these
-//! in one place, `principal::Principal::resolve`.
+//! in one place, `principal::Principal::resolve`; [`guard`] throttles the failures.
 
+pub mod guard;
+
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::HttpRequest;
-use actors::keys::{ApiKey, KeyCache, KeyLookup};
+use actors::keys::{ApiKey, Cached, KeyLookup};
+use actors::store::keys::{hash_key, is_well_formed};
 use actors::store::users::Role;
 use actors::users::UserCache;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -15,6 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::AuthConfig;
 use crate::error::GatewayError;
+use crate::state::AppState;
+use guard::Failure;
 
 /// The bearer token or `x-api-key` value of a request, if any.
 pub fn presented_credential(request: &HttpRequest) -> Option<&str> {
@@ -41,21 +47,54 @@ pub(crate) fn unauthorized(code: &'static str, message: &str) -> GatewayError {
     }
 }
 
-/// Looks up a presented API key secret: 401 unless it is a live key.
-pub async fn key_from_secret(secret: &str, keys: &KeyCache) -> Result<Arc<ApiKey>, GatewayError> {
-    match keys.lookup(secret).await {
-        Ok(KeyLookup::Valid(key)) => Ok(key),
-        Ok(KeyLookup::Unknown) => Err(unauthorized(
-            "invalid_api_key",
-            "Incorrect API key provided.",
-        )),
-        Ok(KeyLookup::Revoked) => Err(unauthorized(
-            "revoked_api_key",
-            "This API key has been revoked.",
-        )),
-        Ok(KeyLookup::Expired) => Err(unauthorized("expired_api_key", "This API key has expired.")),
-        Err(error) => Err(GatewayError::StoreUnavailable(error.to_string())),
+/// Looks up a presented API key secret: 401 unless it is a live key, 429 for a `client`
+/// (computed only when needed) past its failed-authentication rate.
+///
+/// A secret not shaped like an issued key is refused without a lookup; a cached answer (a key,
+/// or a secret known not to be one) needs no database; a key the cache held refreshes freely;
+/// only a secret the cache has never seen meets the failure throttle on its way to the
+/// database.
+pub async fn key_from_secret(
+    secret: &str,
+    state: &AppState,
+    client: impl Fn() -> Option<IpAddr>,
+) -> Result<Arc<ApiKey>, GatewayError> {
+    if !is_well_formed(secret) {
+        return Err(state
+            .guard
+            .failed(client(), Failure::Malformed, invalid_key()));
     }
+    let hash = hash_key(secret);
+    let lookup = match state.keys.cached(&hash).await {
+        Cached::Answer(answer) => answer,
+        known => {
+            if known == Cached::Absent {
+                state.guard.admit_lookup(client())?;
+            }
+            state
+                .keys
+                .lookup_hash(&hash)
+                .await
+                .map_err(|error| GatewayError::StoreUnavailable(error.to_string()))?
+        }
+    };
+    let (failure, error) = match lookup {
+        KeyLookup::Valid(key) => return Ok(key),
+        KeyLookup::Unknown => (Failure::Unknown, invalid_key()),
+        KeyLookup::Revoked => (
+            Failure::Revoked,
+            unauthorized("revoked_api_key", "This API key has been revoked."),
+        ),
+        KeyLookup::Expired => (
+            Failure::Expired,
+            unauthorized("expired_api_key", "This API key has expired."),
+        ),
+    };
+    Err(state.guard.failed(client(), failure, error))
+}
+
+fn invalid_key() -> GatewayError {
+    unauthorized("invalid_api_key", "Incorrect API key provided.")
 }
 
 /// What a dashboard/admin token says.
@@ -162,6 +201,9 @@ mod tests {
             jwt_audience: "ai-gateway-admin".into(),
             key_cache_ttl: Duration::from_secs(5),
             user_cache_ttl: Duration::from_secs(5),
+            max_failures_per_minute: 20,
+            login_max_concurrent: 4,
+            login_wait: Duration::from_secs(1),
         }
     }
 
