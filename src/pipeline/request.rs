@@ -28,7 +28,7 @@ impl ApiKind {
         }
     }
 
-    pub fn label(self) -> &'static str {
+    pub const fn label(self) -> &'static str {
         match self {
             ApiKind::ChatCompletions => "chat_completions",
             ApiKind::Completions => "completions",
