@@ -9,8 +9,8 @@
 #
 # Knobs (environment): BENCH_DURATION (s per wrk run, 5), BENCH_ROUNDS (3),
 # BENCH_CONCURRENCY ("1 16 64"), BENCH_STREAM_REQUESTS (500), BENCH_OPEN_STREAMS (1000),
-# BENCH_GATEWAY_WORKERS (1), BENCH_MOCK_WORKERS (2), BENCH_SKIP_BUILD=1, BENCH_KEEP_TMP=1 (keep
-# logs and raw files).
+# BENCH_GATEWAY_WORKERS (1, the floor proxy's too), BENCH_NGINX_WORKERS (the gateway's count),
+# BENCH_MOCK_WORKERS (2), BENCH_SKIP_BUILD=1, BENCH_KEEP_TMP=1 (keep logs and raw files).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

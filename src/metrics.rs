@@ -1,13 +1,15 @@
 //! The gateway's own Prometheus metrics, beside the per-route ones actix-web-prom records into
 //! the same registry.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::overview::{OpenStream, OverviewCounters};
+use crate::pipeline::ApiKind;
 use prometheus::core::Collector;
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 /// Fine buckets: the gateway's own work is measured in microseconds.
@@ -20,8 +22,16 @@ const UPSTREAM_BUCKETS: &[f64] = &[
     60.0, 120.0,
 ];
 
+/// The `route` labels of `gateway_overhead_seconds` every REST request observes.
+const OVERHEAD_ROUTES: [&str; 3] = [
+    ApiKind::ChatCompletions.label(),
+    ApiKind::Completions.label(),
+    ApiKind::Embeddings.label(),
+];
+
 mod labels;
 pub mod listener;
+mod requests;
 mod scrape;
 mod usage;
 
@@ -37,6 +47,8 @@ pub struct Metrics {
     pub registry: Registry,
     upstream_duration: HistogramVec,
     overhead: HistogramVec,
+    /// `overhead`'s series for the REST routes, resolved on their first request.
+    overhead_routes: [(&'static str, OnceLock<Histogram>); OVERHEAD_ROUTES.len()],
     endpoint_healthy: IntGaugeVec,
     endpoint_in_flight: IntGaugeVec,
     stream_faults: IntCounterVec,
@@ -74,6 +86,7 @@ impl Metrics {
                 OVERHEAD_BUCKETS,
                 &["route"],
             )?,
+            overhead_routes: OVERHEAD_ROUTES.map(|route| (route, OnceLock::new())),
             endpoint_healthy: gauge_vec(
                 r,
                 "gateway_upstream_endpoint_healthy",
@@ -131,33 +144,25 @@ impl Metrics {
     }
 
     pub fn observe_overhead(&self, route: &str, overhead: Duration) {
-        self.overhead
-            .with_label_values(&[route])
-            .observe(overhead.as_secs_f64());
+        let seconds = overhead.as_secs_f64();
+        match self
+            .overhead_routes
+            .iter()
+            .find(|(known, _)| *known == route)
+        {
+            Some((_, histogram)) => histogram
+                .get_or_init(|| self.overhead.with_label_values(&[route]))
+                .observe(seconds),
+            None => self.overhead.with_label_values(&[route]).observe(seconds),
+        }
     }
 
     /// Counts one billed request and its tokens. `model` is the route's label (an alias, or
     /// `<service>/*`), a set the configuration and discovery bound, capped all the same; the
-    /// key is its numeric id, formatted on the stack, so a warm series costs no allocation.
+    /// key is its numeric id. A warm series is counted through handles resolved on its first
+    /// request (`metrics/requests.rs`), with no allocation and no label hashing.
     pub fn count_request(&self, request: BilledRequest<'_>) {
-        let mut digits = labels::KeyDigits::default();
-        let key = digits.format(request.key_id);
-        let model = self.usage.models.label(request.model, true);
-        self.usage
-            .requests
-            .with_label_values(&[key, model, labels::status_class(request.status)])
-            .inc();
-        for (direction, count) in [
-            ("prompt", request.prompt_tokens),
-            ("completion", request.completion_tokens),
-        ] {
-            if count > 0 {
-                self.usage
-                    .tokens
-                    .with_label_values(&[key, model, direction])
-                    .inc_by(u64::try_from(count).unwrap_or(0));
-            }
-        }
+        self.usage.requests.count(&request);
     }
 
     /// `gateway_rate_limit_refusals_total`, for the limiter's callers to count their 429s.

@@ -18,7 +18,11 @@ impl Route<'_> {
         if self.alias {
             requested.to_string()
         } else {
-            format!("{}/*", self.service)
+            // Built directly: every request of a `<service>/<model>` route makes this label.
+            let mut label = String::with_capacity(self.service.len() + 2);
+            label.push_str(self.service);
+            label.push_str("/*");
+            label
         }
     }
 }
@@ -105,5 +109,14 @@ mod tests {
         check("openai/", None);
         check("gpt-4o", None);
         check("", None);
+    }
+
+    #[test]
+    fn labels_are_the_alias_or_the_service() {
+        let router = router();
+        let exists = |s: &str| s == "python-models" || s == "openai";
+        let label = |model: &str| router.resolve(model, exists).map(|r| r.label(model));
+        assert_eq!(label("smol").as_deref(), Some("smol"));
+        assert_eq!(label("openai/gpt-4o-mini").as_deref(), Some("openai/*"));
     }
 }

@@ -66,14 +66,14 @@ impl KeyDigits {
     }
 }
 
-pub fn status_class(status: u16) -> &'static str {
+/// Status classes as labels, in [`status_class_index`]'s order.
+pub const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", OTHER];
+
+/// Where `status`'s class sits in [`STATUS_CLASSES`].
+pub fn status_class_index(status: u16) -> usize {
     match status / 100 {
-        1 => "1xx",
-        2 => "2xx",
-        3 => "3xx",
-        4 => "4xx",
-        5 => "5xx",
-        _ => OTHER,
+        class @ 1..=5 => usize::from(class - 1),
+        _ => STATUS_CLASSES.len() - 1,
     }
 }
 
@@ -105,8 +105,17 @@ mod tests {
 
     #[test]
     fn statuses_fall_into_classes() {
-        for (status, class) in [(200, "2xx"), (404, "4xx"), (499, "4xx"), (503, "5xx")] {
-            assert_eq!(status_class(status), class);
+        for (status, class) in [
+            (101, "1xx"),
+            (200, "2xx"),
+            (304, "3xx"),
+            (404, "4xx"),
+            (499, "4xx"),
+            (503, "5xx"),
+            (99, OTHER),
+            (600, OTHER),
+        ] {
+            assert_eq!(STATUS_CLASSES[status_class_index(status)], class);
         }
     }
 }

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Registry};
 
-use super::{counter, counter_vec, gauge, BoundedLabels, MAX_MODEL_LABELS};
+use super::requests::RequestCounters;
+use super::{counter, counter_vec, gauge, MAX_MODEL_LABELS};
 
 #[derive(Clone)]
 pub(super) struct UsageMetrics {
-    pub(super) requests: IntCounterVec,
-    pub(super) tokens: IntCounterVec,
-    pub(super) models: Arc<BoundedLabels>,
+    /// `gateway_requests_total` and `gateway_tokens_total`, with their resolved handles.
+    pub(super) requests: Arc<RequestCounters>,
     pub(super) pending_usage: IntGauge,
     pub(super) dead_letters: IntCounter,
     pub(super) key_cache: IntCounterVec,
@@ -31,19 +31,21 @@ pub(super) struct UsageMetrics {
 impl UsageMetrics {
     pub(super) fn new(r: &Registry) -> Result<UsageMetrics, prometheus::Error> {
         Ok(UsageMetrics {
-            requests: counter_vec(
-                r,
-                "gateway_requests_total",
-                "Requests that reached an upstream or the response cache, by key id, model and status class.",
-                &["key", "model", "status"],
-            )?,
-            tokens: counter_vec(
-                r,
-                "gateway_tokens_total",
-                "Tokens billed, by key id, model and direction (prompt or completion).",
-                &["key", "model", "direction"],
-            )?,
-            models: Arc::new(BoundedLabels::new(MAX_MODEL_LABELS)),
+            requests: Arc::new(RequestCounters::new(
+                counter_vec(
+                    r,
+                    "gateway_requests_total",
+                    "Requests that reached an upstream or the response cache, by key id, model and status class.",
+                    &["key", "model", "status"],
+                )?,
+                counter_vec(
+                    r,
+                    "gateway_tokens_total",
+                    "Tokens billed, by key id, model and direction (prompt or completion).",
+                    &["key", "model", "direction"],
+                )?,
+                MAX_MODEL_LABELS,
+            )),
             pending_usage: gauge(
                 r,
                 "gateway_usage_pending_events",

@@ -151,10 +151,11 @@ impl UsageTicket {
                 .hyphenated()
                 .encode_lower(&mut event_id)
                 .to_string(),
-            request_id: self.request_id.clone(),
+            // Recorded once (the slot is gone now): the ticket's strings move into the event.
+            request_id: std::mem::take(&mut self.request_id),
             key_id: self.key_id,
-            model: self.model.clone(),
-            service: self.service.clone(),
+            model: std::mem::take(&mut self.model),
+            service: std::mem::take(&mut self.service),
             endpoint: endpoint.to_string(),
             api: self.kind.label().to_string(),
             prompt_tokens: tokens.prompt,

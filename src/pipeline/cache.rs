@@ -14,8 +14,9 @@ use super::accounting::{TicketSpec, Tokens, UsageTicket};
 use super::{ApiKind, ParsedRequest, Pipeline, PipelineBody, PipelineResponse, RequestContext};
 use crate::error::GatewayError;
 
-/// The request header that opts a non-zero-temperature request into the cache.
-pub const OPT_IN_HEADER: &str = "x-gateway-cache";
+/// The request header that opts a non-zero-temperature request into the cache. A name, not a
+/// `&str`: every request looks it up, and a `&str` would be parsed into a name each time.
+pub const OPT_IN_HEADER: HeaderName = HeaderName::from_static("x-gateway-cache");
 
 pub fn x_cache(hit: bool) -> (HeaderName, HeaderValue) {
     (

@@ -1,6 +1,7 @@
 //! Rate-limit admission for the pipeline: which buckets a request meets, and the decision as
 //! OpenAI's `x-ratelimit-*` headers or a 429.
 
+use std::fmt::{self, Write as _};
 use std::time::Duration;
 
 use actix_web::http::header::{HeaderName, HeaderValue};
@@ -123,9 +124,11 @@ impl RateLimits {
             })?),
             None => None,
         };
-        let subject = format!("key:{}", key.id);
+        // Every admission names its key's bucket: written on the stack, not allocated.
+        let mut subject = StackText::default();
+        let _ = write!(subject, "key:{}", key.id);
         let admission = Admission {
-            subject: &subject,
+            subject: subject.as_str(),
             requests,
             tokens,
         };
@@ -224,8 +227,11 @@ fn headers(decision: &Decision) -> Vec<(HeaderName, HeaderValue)> {
         let [limit, remaining, reset] = names;
         headers.push((limit, HeaderValue::from(status.limit)));
         headers.push((remaining, HeaderValue::from(status.remaining)));
-        if let Ok(value) = HeaderValue::try_from(format_duration(status.reset)) {
-            headers.push((reset, value));
+        let mut text = StackText::default();
+        if write_duration(&mut text, status.reset).is_ok() {
+            if let Ok(value) = HeaderValue::from_str(text.as_str()) {
+                headers.push((reset, value));
+            }
         }
     }
     headers
@@ -233,22 +239,58 @@ fn headers(decision: &Decision) -> Vec<(HeaderName, HeaderValue)> {
 
 /// `20ms`, `1.5s`, `6m0s`: the shape OpenAI's reset headers use.
 pub fn format_duration(duration: Duration) -> String {
+    let mut text = String::new();
+    // Writing into a String cannot fail.
+    let _ = write_duration(&mut text, duration);
+    text
+}
+
+/// [`format_duration`] into any writer: the request path writes it on the stack.
+fn write_duration(out: &mut impl fmt::Write, duration: Duration) -> fmt::Result {
     let millis = duration.as_millis();
     if millis < 1_000 {
-        return format!("{millis}ms");
+        return write!(out, "{millis}ms");
     }
     let minutes = millis / 60_000;
     let rest = millis % 60_000;
-    let seconds = if rest.is_multiple_of(1_000) {
-        format!("{}s", rest / 1_000)
-    } else {
-        let text = format!("{:.3}", rest as f64 / 1_000.0);
-        format!("{}s", text.trim_end_matches('0').trim_end_matches('.'))
-    };
     if minutes > 0 {
-        format!("{minutes}m{seconds}")
-    } else {
-        seconds
+        write!(out, "{minutes}m")?;
+    }
+    let (seconds, mut fraction) = (rest / 1_000, rest % 1_000);
+    if fraction == 0 {
+        return write!(out, "{seconds}s");
+    }
+    // Milliseconds as a decimal fraction without trailing zeros: 250 → `.25`, 5 → `.005`.
+    let mut width = 3;
+    while fraction % 10 == 0 {
+        fraction /= 10;
+        width -= 1;
+    }
+    write!(out, "{seconds}.{fraction:0width$}s")
+}
+
+/// Short text (a bucket's subject, a header value) written on the stack; writing more than
+/// it holds fails.
+#[derive(Default)]
+struct StackText {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl StackText {
+    fn as_str(&self) -> &str {
+        // Only whole `&str`s are ever copied in.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
+    }
+}
+
+impl fmt::Write for StackText {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let end = self.len + text.len();
+        let slot = self.bytes.get_mut(self.len..end).ok_or(fmt::Error)?;
+        slot.copy_from_slice(text.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 
@@ -257,11 +299,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn stack_text_holds_a_key_subject_and_refuses_overflow() {
+        let mut text = StackText::default();
+        assert!(write!(text, "key:{}", i64::MIN).is_ok());
+        assert_eq!(text.as_str(), "key:-9223372036854775808");
+        assert!(write!(text, "{}", "x".repeat(16)).is_err());
+    }
+
+    #[test]
     fn durations_read_like_openai_headers() {
         assert_eq!(format_duration(Duration::from_millis(20)), "20ms");
         assert_eq!(format_duration(Duration::from_millis(1_500)), "1.5s");
         assert_eq!(format_duration(Duration::from_secs(6)), "6s");
         assert_eq!(format_duration(Duration::from_secs(360)), "6m0s");
         assert_eq!(format_duration(Duration::from_millis(61_250)), "1m1.25s");
+        assert_eq!(format_duration(Duration::from_millis(2_005)), "2.005s");
+        assert_eq!(format_duration(Duration::from_millis(59_990)), "59.99s");
+        assert_eq!(format_duration(Duration::from_millis(120_100)), "2m0.1s");
+        assert_eq!(format_duration(Duration::from_millis(999)), "999ms");
     }
 }

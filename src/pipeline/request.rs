@@ -28,7 +28,7 @@ impl ApiKind {
         }
     }
 
-    pub fn label(self) -> &'static str {
+    pub const fn label(self) -> &'static str {
         match self {
             ApiKind::ChatCompletions => "chat_completions",
             ApiKind::Completions => "completions",
@@ -163,7 +163,8 @@ impl ParsedRequest {
     /// With nothing to change the body is returned as it is.
     pub fn upstream_body(&self, upstream_model: &str, ceiling: Option<i64>) -> Bytes {
         const USAGE: &str = r#""stream_options":{"include_usage":true},"#;
-        let mut edits: Vec<(Range<usize>, Cow<'_, str>)> = Vec::with_capacity(3);
+        // At most three edits; allocated only when there is one.
+        let mut edits: Vec<(Range<usize>, Cow<'_, str>)> = Vec::new();
         let brace = self.body.iter().position(|&b| b == b'{').unwrap_or(0) + 1;
         match (ceiling, &self.max_tokens_span) {
             (Some(tokens), None) => {
@@ -183,7 +184,8 @@ impl ParsedRequest {
             None => {}
         }
         if upstream_model != self.model {
-            let quoted = serde_json::Value::from(upstream_model).to_string();
+            // Serialised straight from the `&str`: no `Value` copy, no `Display` pass.
+            let quoted = serde_json::to_string(upstream_model).unwrap_or_default();
             edits.push((self.model_span.clone(), quoted.into()));
         }
         if edits.is_empty() {

@@ -90,7 +90,9 @@ fn build_http_client(connect_timeout: Duration) -> HttpClient {
 /// One client per distinct connect timeout (usually one in all), created on first use.
 pub struct UpstreamClients {
     clients: RefCell<HashMap<Duration, awc::Client>>,
-    http: RefCell<HashMap<Duration, HttpClient>>,
+    /// Searched in order on every proxied request: there is one entry per connect timeout
+    /// (usually one in all), so a scan beats hashing the key.
+    http: RefCell<Vec<(Duration, HttpClient)>>,
     /// `None` when protocol conversion is off: gRPC endpoints are then refused.
     grpc: Option<GrpcChannels>,
 }
@@ -117,11 +119,13 @@ impl UpstreamClients {
 
     /// The client for proxied requests.
     pub fn http(&self, connect_timeout: Duration) -> HttpClient {
-        self.http
-            .borrow_mut()
-            .entry(connect_timeout)
-            .or_insert_with(|| build_http_client(connect_timeout))
-            .clone()
+        let mut clients = self.http.borrow_mut();
+        if let Some((_, client)) = clients.iter().find(|(t, _)| *t == connect_timeout) {
+            return client.clone();
+        }
+        let client = build_http_client(connect_timeout);
+        clients.push((connect_timeout, client.clone()));
+        client
     }
 
     /// The awc client, for health checks and model lists.

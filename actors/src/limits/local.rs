@@ -81,7 +81,10 @@ impl LocalLimiter {
             .shard(admission.subject)
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let current = shard.get(admission.subject).copied().unwrap_or(Buckets {
+        // One lookup serves the read and the update: a known subject's buckets are updated in
+        // place, and only a new subject allocates its name.
+        let existing = shard.get_mut(admission.subject);
+        let current = existing.as_deref().copied().unwrap_or(Buckets {
             requests: i64::MIN,
             tokens: i64::MIN,
         });
@@ -101,13 +104,14 @@ impl LocalLimiter {
                 requests: requests.map_or(current.requests, |(_, r)| r.new_tat),
                 tokens: tokens.map_or(current.tokens, |(_, t)| t.new_tat),
             };
-            if shard
-                .insert(admission.subject.to_string(), updated)
-                .is_none()
-            {
-                self.len.fetch_add(1, Ordering::Relaxed);
-                if shard.len() > self.shard_capacity {
-                    self.make_room(&mut shard, admission.subject, now);
+            match existing {
+                Some(buckets) => *buckets = updated,
+                None => {
+                    shard.insert(admission.subject.to_string(), updated);
+                    self.len.fetch_add(1, Ordering::Relaxed);
+                    if shard.len() > self.shard_capacity {
+                        self.make_room(&mut shard, admission.subject, now);
+                    }
                 }
             }
         }
