@@ -1,16 +1,37 @@
 //! Every path the gateway serves and its handler; nothing else.
 
+use std::time::Duration;
+
+use actix_web::middleware::from_fn;
 use actix_web::{web, FromRequest, Handler, Resource, Responder};
 
 use crate::config::DashboardConfig;
 use crate::handlers::{admin, openai, ops, overview};
 use crate::{dashboard, graphql, ws};
 
-pub fn configure(config: &mut web::ServiceConfig, dashboard_config: &DashboardConfig) {
+/// The model routes first, outside every other route's body deadline: their handlers time
+/// their one body read themselves (see `body`), and the middleware layer would cost each of
+/// them ~2,000 instructions. Everything else is in one scope behind `body::deadline`.
+pub fn configure(
+    config: &mut web::ServiceConfig,
+    dashboard_config: &DashboardConfig,
+    body_timeout: Duration,
+) {
     config
         .service(post("/v1/chat/completions", openai::chat_completions))
         .service(post("/v1/completions", openai::completions))
         .service(post("/v1/embeddings", openai::embeddings))
+        .service(
+            web::scope("")
+                .wrap(from_fn(move |request, next| {
+                    crate::body::deadline(request, next, body_timeout)
+                }))
+                .configure(|scope| the_rest(scope, dashboard_config)),
+        );
+}
+
+fn the_rest(config: &mut web::ServiceConfig, dashboard_config: &DashboardConfig) {
+    config
         .service(get("/v1/models", openai::list_models))
         .service(get("/v1/ws", ws::connect))
         .service(post("/v1/ws/ticket", ws::issue_ticket))

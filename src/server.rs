@@ -80,6 +80,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
         pipeline,
         metrics: Arc::clone(&metrics),
         max_body_bytes: config.server.max_body_bytes,
+        request_body_timeout: config.server.request_body_timeout,
         discovery_enabled: config.discovery.is_some(),
         store: store.clone(),
         keys: KeyCache::new(
@@ -249,10 +250,7 @@ async fn serve(
                 GatewayError::InvalidJson(format!("invalid path: {error}")).into()
             }))
             .app_data(dashboard.clone())
-            .configure(|app| routes::configure(app, &dashboard))
-            .wrap(from_fn(move |request, next| {
-                crate::body::deadline(request, next, body_timeout)
-            }))
+            .configure(|app| routes::configure(app, &dashboard, body_timeout))
             .wrap(Condition::new(gzip, Compress::default()))
             .wrap(Condition::new(
                 cors_origins.is_some(),

@@ -19,6 +19,8 @@ pub struct AppState {
     pub pipeline: Pipeline,
     pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
+    /// `server.request_body_timeout_secs`, for the handlers that time their own body reads.
+    pub request_body_timeout: std::time::Duration,
     pub discovery_enabled: bool,
     pub store: Store,
     pub keys: KeyCache,

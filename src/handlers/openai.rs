@@ -89,7 +89,7 @@ async fn answer(
     )
     .await?
     .into_key();
-    let body = read_json_body(&request, payload, state.max_body_bytes).await?;
+    let body = read_json_body(&request, payload, state).await?;
     let parsed = ParsedRequest::parse(kind, body)?;
     let request_id = request
         .extensions()
@@ -111,12 +111,14 @@ async fn answer(
     Ok((into_http(response), upstream_time))
 }
 
-/// Reads the body within the size limit, refusing non-JSON content types.
+/// Reads the body within the size limit and the body deadline (these routes keep their own:
+/// see `body::deadline`), refusing non-JSON content types.
 async fn read_json_body(
     request: &HttpRequest,
     payload: web::Payload,
-    limit: usize,
+    state: &AppState,
 ) -> Result<Bytes, GatewayError> {
+    let limit = state.max_body_bytes;
     if let Some(content_type) = request.headers().get(header::CONTENT_TYPE) {
         let text = content_type.to_str().unwrap_or("");
         let essence = text.split(';').next().unwrap_or("").trim();
@@ -132,7 +134,13 @@ async fn read_json_body(
     if declared.is_some_and(|length| length > limit) {
         return Err(GatewayError::PayloadTooLarge { limit });
     }
-    match payload.to_bytes_limited(limit).await {
+    // `timeout` arms no timer unless the read has to wait: a body that came with its head
+    // costs a clock read.
+    let after = state.request_body_timeout;
+    let Ok(read) = tokio::time::timeout(after, payload.to_bytes_limited(limit)).await else {
+        return Err(GatewayError::RequestBodyTimeout { after });
+    };
+    match read {
         Ok(Ok(body)) => Ok(body),
         Ok(Err(error)) => Err(GatewayError::InvalidJson(format!(
             "could not read the request body: {error}"
