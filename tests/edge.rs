@@ -174,6 +174,30 @@ async fn metrics_cover_routes_upstreams_overhead_and_health() {
         .await
         .expect("response");
     assert_eq!(response.status().as_u16(), 404);
+    // Paths no route has (made up by clients) share one label, and routes in the body-deadline
+    // scope keep their own pattern.
+    for path in ["/no/such/path", "/another-made-up-path", "/admin/overview"] {
+        gateway
+            .client
+            .get(gateway.url(path))
+            .send()
+            .await
+            .expect("response");
+    }
+    let text = gateway.metrics_text().await;
+    let unknown: u64 = text
+        .lines()
+        .filter(|line| line.starts_with(r#"gateway_http_requests_total{endpoint="UNKNOWN","#))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(unknown, 3, "/metrics and the two made-up paths:\n{text}");
+    let admin =
+        r#"gateway_http_requests_total{endpoint="/admin/overview",method="GET",status="401"} 1"#;
+    assert!(text.contains(admin), "missing {admin} in\n{text}");
+    assert!(
+        !text.contains("made-up") && !text.contains("no/such") && !text.contains(r#"endpoint="""#),
+        "{text}"
+    );
     gateway.stop().await;
 
     let mut raw = test_config();
