@@ -447,19 +447,15 @@ impl GatewayError {
         }
     }
 
-    /// How long a refused client should wait, for `retry-after` (throttles and caps).
-    pub fn retry_after(&self) -> Option<Duration> {
+    /// `retry-after` for a refused client (throttles and caps): whole seconds, rounded up,
+    /// at least 1.
+    pub fn retry_after_header(&self) -> Option<String> {
         match self {
             GatewayError::RateLimited { retry_after, .. }
             | GatewayError::CapReached { retry_after, .. }
-            | GatewayError::LoginBusy { retry_after } => Some(*retry_after),
+            | GatewayError::LoginBusy { retry_after } => Some(retry_after_secs(*retry_after)),
             _ => None,
         }
-    }
-
-    /// `retry-after`'s value: whole seconds, rounded up, at least 1.
-    pub fn retry_after_header(&self) -> Option<String> {
-        self.retry_after().map(retry_after_secs)
     }
 
     /// The OpenAI-shaped body: `{"error":{"message","type","param","code"}}`.

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::store::keys::{hash_key, KeyRow};
+use crate::store::keys::KeyRow;
 use crate::store::{now_millis, Store, StoreError};
 
 /// A key as the request path sees it.
@@ -154,12 +154,8 @@ impl KeyCache {
         )
     }
 
-    pub async fn lookup(&self, secret: &str) -> Result<KeyLookup, StoreError> {
-        self.lookup_hash(&hash_key(secret)).await
-    }
-
-    /// [`lookup`](Self::lookup) by the secret's hash: what a WebSocket session keeps to check
-    /// its key again, instead of the secret.
+    /// Looks a key up by its secret's hash (`store::keys::hash_key`): through the cache, then
+    /// the database. A WebSocket session keeps the hash, not the secret, to check its key again.
     pub async fn lookup_hash(&self, hash: &str) -> Result<KeyLookup, StoreError> {
         let cached = self.entries.get(hash).await;
         if let Some(answer) = self.fresh(cached.as_deref(), hash) {
@@ -229,11 +225,6 @@ impl KeyCache {
     pub fn invalidate_all(&self) {
         self.entries.invalidate_all();
         self.unknown.invalidate_all();
-    }
-
-    /// Secrets remembered as unknown (approximate: moka counts lazily).
-    pub fn unknown_count(&self) -> u64 {
-        self.unknown.entry_count()
     }
 }
 

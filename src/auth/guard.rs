@@ -16,10 +16,7 @@ use prometheus::{IntCounterVec, Opts, Registry};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::error::GatewayError;
-use crate::pipeline::limits::admit_subject;
-
-/// In-process buckets count in nanoseconds.
-const TICKS_PER_SECOND: i64 = 1_000_000_000;
+use crate::pipeline::limits::{admit_subject, TICKS_PER_SECOND};
 
 /// Why an authentication failed, as `gateway_auth_failures_total{reason}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,9 +95,8 @@ pub struct AuthGuard {
 }
 
 impl AuthGuard {
-    /// `limiter` is the pipeline's when rate limits are on; without one the guard keeps its
-    /// own buckets, and the caller must sweep [`AuthGuard::local_limiter`] (see
-    /// `server::auth_guard`).
+    /// `limiter` is the pipeline's when rate limits are on, else one of the guard's own whose
+    /// idle buckets the caller sweeps (`server::auth_guard`).
     pub fn new(
         settings: GuardSettings,
         limiter: RateLimiter,
@@ -138,10 +134,6 @@ impl AuthGuard {
             logins_total,
             refusals,
         })
-    }
-
-    pub fn local_limiter(&self) -> &Arc<LocalLimiter> {
-        &self.failures
     }
 
     /// Refuses `client` while it is over its failed-authentication rate: called before a

@@ -12,7 +12,7 @@ use actors::limits::{ConcurrencyLimiter, ConcurrencyPermit, TokenReservation};
 use crate::error::GatewayError;
 
 /// In-process buckets count in nanoseconds.
-const TICKS_PER_SECOND: i64 = 1_000_000_000;
+pub(crate) const TICKS_PER_SECOND: i64 = 1_000_000_000;
 
 /// The limits every key meets, with its own `rpm`/`tpm` taking precedence.
 #[derive(Clone)]
