@@ -6,20 +6,10 @@ use common::*;
 use mock_upstream::TOOL_ARGUMENTS;
 use serde_json::{json, Value};
 
-/// Sends `body` with `key` and returns the status and the whole answer.
+/// Sends `body` with `key` and returns the status and the whole answer as text.
 async fn send(gateway: &TestGateway, key: &str, body: &Value) -> (u16, String) {
-    let mut response = gateway
-        .client
-        .post(gateway.url("/v1/chat/completions"))
-        .insert_header(("authorization", format!("Bearer {key}")))
-        .send_json(body)
-        .await
-        .expect("response");
-    let bytes = response.body().limit(1 << 20).await.expect("body");
-    (
-        response.status().as_u16(),
-        String::from_utf8_lossy(&bytes).to_string(),
-    )
+    let (status, _, bytes) = chat_as(gateway, key, body).await;
+    (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// A streaming client that says `include_usage: false` (or `null`, `{}`, or says it twice) is

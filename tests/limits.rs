@@ -8,32 +8,10 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::shared_redis::{redis_url, require_redis, unique_prefix};
 use common::*;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-
-/// The shared Redis the tests use.
-fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// Fails the test (never skips) when the shared Redis does not answer.
-fn require_redis(url: &str) {
-    let address = url
-        .trim_start_matches("redis://")
-        .rsplit('@')
-        .next()
-        .unwrap_or("")
-        .split('/')
-        .next()
-        .unwrap_or("")
-        .to_string();
-    std::net::TcpStream::connect_timeout(
-        &address.parse().expect("TEST_REDIS_URL host:port"),
-        Duration::from_secs(2),
-    )
-    .unwrap_or_else(|e| panic!("Redis at {url} is required for these tests (CI starts it): {e}"));
-}
 
 /// A configuration with authentication and rate limits on; Redis when `redis` is given, with
 /// a key prefix no other test uses.
@@ -59,30 +37,6 @@ async fn redis_failures(gateway: &TestGateway) -> u64 {
         .find_map(|l| l.strip_prefix("gateway_rate_limit_redis_failures_total "))
         .and_then(|v| v.trim().parse::<u64>().ok())
         .expect("failure counter")
-}
-
-fn unique_prefix() -> String {
-    format!("gwtest-{}", uuid::Uuid::new_v4().simple())
-}
-
-async fn chat_as(
-    gateway: &TestGateway,
-    key: &str,
-    body: &Value,
-) -> (u16, awc::http::header::HeaderMap, Vec<u8>) {
-    let mut response = gateway
-        .client
-        .post(gateway.url("/v1/chat/completions"))
-        .insert_header(("authorization", format!("Bearer {key}")))
-        .send_json(body)
-        .await
-        .expect("response");
-    let body = response.body().limit(1 << 20).await.expect("body");
-    (
-        response.status().as_u16(),
-        response.headers().clone(),
-        body.to_vec(),
-    )
 }
 
 fn header(headers: &awc::http::header::HeaderMap, name: &str) -> String {

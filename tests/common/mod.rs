@@ -357,6 +357,27 @@ pub async fn race_a_ten_request_budget(
     assert!(billed <= budget, "billed {billed} of {budget}");
 }
 
+/// `POST /v1/chat/completions` with `key`: status, headers and the whole answer.
+pub async fn chat_as(
+    gateway: &TestGateway,
+    key: &str,
+    body: &Value,
+) -> (u16, awc::http::header::HeaderMap, Vec<u8>) {
+    let mut response = gateway
+        .client
+        .post(gateway.url("/v1/chat/completions"))
+        .insert_header(("authorization", format!("Bearer {key}")))
+        .send_json(body)
+        .await
+        .expect("response");
+    let body = response.body().limit(1 << 20).await.expect("body");
+    (
+        response.status().as_u16(),
+        response.headers().clone(),
+        body.to_vec(),
+    )
+}
+
 pub fn error_code(body: &[u8]) -> String {
     let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     value["error"]["code"].as_str().unwrap_or("").to_string()
