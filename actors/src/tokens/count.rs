@@ -365,8 +365,9 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
 
-        /// Cutting runs moves the count by at most a token per cut, and the reservation's
-        /// bound never falls below the exact count.
+        /// Cutting runs loses at most a token per cut, so the reservation's bound never falls
+        /// below the exact count; it adds at most two per cut (a cut whitespace run can merge
+        /// into one token more on each side: "\t" and 384 spaces count 4 whole, 6 cut once).
         #[test]
         fn cut_counts_are_within_a_token_per_cut(text in runs()) {
             let exact = i64::try_from(
@@ -375,7 +376,8 @@ mod tests {
             let mut counter = Counter::new(usize::MAX);
             counter.text(&text);
             let tally = counter.tally();
-            prop_assert!((tally.counted - exact).abs() <= tally.cuts, "{tally:?} vs {exact}");
+            prop_assert!(exact - tally.counted <= tally.cuts, "{tally:?} vs {exact}");
+            prop_assert!(tally.counted - exact <= 2 * tally.cuts, "{tally:?} vs {exact}");
             prop_assert!(tally.upper_bound() >= exact);
         }
     }
