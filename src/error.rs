@@ -372,7 +372,7 @@ impl GatewayError {
     /// What a client is told. Details a client must not see (a database's error text, an
     /// upstream's error body, addresses and transport errors) are left out: the message is
     /// stable, and the full one goes to the log with the request id (`log`), which REST answers
-    /// also name in the message (`request_id::middleware`).
+    /// also name in the message (`request_id::RequestIds`).
     pub fn public_message(&self) -> String {
         match self {
             GatewayError::UpstreamConnect { service, .. } => {

@@ -5,14 +5,13 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use actix_cors::Cors;
-use actix_web::middleware::{from_fn, Compress, Condition};
+use actix_web::middleware::{Compress, Condition};
 use actix_web::{http, web, App, HttpServer};
 use actix_web_prom::PrometheusMetricsBuilder;
 use actors::registry::UpstreamRegistry;
 use actors::routing::ModelRouter;
 use actors::UpstreamRegistryHandle;
 use anyhow::Context as _;
-use tracing_actix_web::TracingLogger;
 
 use actors::budget::{BudgetLedger, BudgetReconciler};
 use actors::keys::{KeyCache, KeyCacheSettings};
@@ -31,7 +30,7 @@ use crate::metrics::listener::{self as metrics_listener, MetricsListener};
 use crate::metrics::Metrics;
 use crate::pipeline::limits::RateLimits;
 use crate::pipeline::Pipeline;
-use crate::request_id::{self, GatewayRootSpan};
+use crate::request_id;
 use crate::state::AppState;
 use crate::upstream::{UpstreamClients, UpstreamHealthProbe};
 use crate::ws::{WsHubHandle, WsState};
@@ -257,8 +256,7 @@ async fn serve(
                 cors(cors_origins.as_deref()),
             ))
             .wrap(Condition::new(metrics_enabled, http_metrics.clone()))
-            .wrap(TracingLogger::<GatewayRootSpan>::new())
-            .wrap(from_fn(request_id::middleware))
+            .wrap(request_id::RequestIds)
     })
     .tcp_nodelay(true)
     .keep_alive(config.server.keep_alive)

@@ -184,7 +184,25 @@ async fn metrics_cover_routes_upstreams_overhead_and_health() {
             .await
             .expect("response");
     }
+    // Made-up methods are refused before the metrics see them: no client names a series.
+    for method in ["FOO1", "FOO2", "PROPFIND"] {
+        let method = awc::http::Method::from_bytes(method.as_bytes()).expect("token");
+        let mut response = gateway
+            .client
+            .request(method.clone(), gateway.url("/v1/models"))
+            .send()
+            .await
+            .expect("response");
+        assert_eq!(response.status().as_u16(), 405, "{method}");
+        assert!(response.headers().contains_key("x-request-id"), "{method}");
+        let body: serde_json::Value = response.json().await.expect("json error");
+        assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+    }
     let text = gateway.metrics_text().await;
+    assert!(
+        !text.contains("FOO") && !text.contains("PROPFIND"),
+        "a made-up method became a label:\n{text}"
+    );
     let unknown: u64 = text
         .lines()
         .filter(|line| line.starts_with(r#"gateway_http_requests_total{endpoint="UNKNOWN","#))

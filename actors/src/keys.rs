@@ -1,9 +1,13 @@
 //! The API-key cache: what every authenticated request consults, without a database round trip
 //! once a key is warm. (The token-budget ledger is [`crate::budget`].)
 
+use std::cell::RefCell;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use subtle::ConstantTimeEq;
 
 use crate::store::keys::KeyRow;
 use crate::store::{now_millis, Store, StoreError};
@@ -120,6 +124,10 @@ pub struct KeyCache {
     /// Until when (Instant-free Unix ms) the database counts as down: stale entries are then
     /// served without another attempt, so an outage does not slow every request.
     down_until_ms: Arc<AtomicI64>,
+    /// Which cache a thread's remembered secrets belong to (tests run several in one process).
+    id: u64,
+    /// Bumped by `invalidate_all`: what threads remembered before it is no longer used.
+    generation: Arc<AtomicU64>,
 }
 
 /// After a failed lookup, stale entries are served without asking the database for this long.
@@ -143,7 +151,57 @@ impl KeyCache {
             hits: Arc::new(AtomicU64::new(0)),
             misses: Arc::new(AtomicU64::new(0)),
             down_until_ms: Arc::new(AtomicI64::new(0)),
+            id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
+            generation: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// The live key this thread last found for `secret`, while the shared entry it came from
+    /// is within its TTL: no hash of the secret, no shared cache. `None` sends the caller the
+    /// long way (`store::keys::hash_key`, [`KeyCache::cached`]), which also answers revoked and
+    /// expired keys.
+    pub fn remembered(&self, secret: &str) -> Option<Arc<ApiKey>> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let key = REMEMBERED.with_borrow(|map| {
+            let entry = map.get(&Presented(secret.as_bytes()))?;
+            let live = entry.cache == self.id
+                && entry.generation == generation
+                && Instant::now() < entry.fresh_until;
+            live.then(|| Arc::clone(&entry.key))
+        })?;
+        match classify(Some(&key)) {
+            KeyLookup::Valid(key) => {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                Some(key)
+            }
+            _ => None,
+        }
+    }
+
+    /// Lets this thread answer `secret` with `key` until the shared entry for `hash` ages out.
+    /// Called after the long way found a live key; only live keys are remembered.
+    pub async fn remember(&self, secret: &str, hash: &str, key: &Arc<ApiKey>) {
+        // Read before the entry: an `invalidate_all` in between leaves this one unused.
+        let generation = self.generation.load(Ordering::Acquire);
+        let Some(entry) = self.entries.get(hash).await else {
+            return;
+        };
+        if !Arc::ptr_eq(&entry.key, key) {
+            return;
+        }
+        let remembered = Remembered {
+            cache: self.id,
+            generation,
+            key: Arc::clone(key),
+            fresh_until: entry.fetched_at + self.settings.ttl,
+        };
+        REMEMBERED.with_borrow_mut(|map| {
+            // Bounded: a thread that has seen more live keys than this starts over.
+            if map.len() >= REMEMBERED_PER_THREAD {
+                map.clear();
+            }
+            map.insert(Secret(secret.as_bytes().into()), remembered);
+        });
     }
 
     /// (hits, misses) so far.
@@ -221,10 +279,63 @@ impl KeyCache {
         Some(answer)
     }
 
-    /// Forgets every cached entry (after a local revocation or update).
+    /// Forgets every cached entry (after a local revocation or update), on every thread.
     pub fn invalidate_all(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.entries.invalidate_all();
         self.unknown.invalidate_all();
+    }
+}
+
+static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(0);
+
+/// Live keys a thread has remembered per cache (`KeyCache::remembered`).
+const REMEMBERED_PER_THREAD: usize = 1024;
+
+thread_local! {
+    // Per thread, so a hit touches no shared memory but the key's own counters. Keyed by the
+    // secret itself (the request carried it anyway) under hashbrown's per-process random seed.
+    static REMEMBERED: RefCell<hashbrown::HashMap<Secret, Remembered>> =
+        RefCell::new(hashbrown::HashMap::new());
+}
+
+struct Remembered {
+    cache: u64,
+    generation: u64,
+    key: Arc<ApiKey>,
+    /// When the shared entry this came from stops being fresh.
+    fresh_until: Instant,
+}
+
+/// A remembered secret.
+struct Secret(Box<[u8]>);
+
+/// A presented secret, looked up without copying; equal to a remembered one in constant time.
+struct Presented<'a>(&'a [u8]);
+
+impl Hash for Secret {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        Presented(&self.0).hash(state);
+    }
+}
+
+impl Hash for Presented<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        bool::from(self.0.ct_eq(&other.0))
+    }
+}
+
+impl Eq for Secret {}
+
+impl hashbrown::Equivalent<Secret> for Presented<'_> {
+    fn equivalent(&self, secret: &Secret) -> bool {
+        bool::from(self.0.ct_eq(&secret.0))
     }
 }
 
@@ -240,6 +351,102 @@ fn classify(key: Option<&Arc<ApiKey>>) -> KeyLookup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::keys::{hash_key, KeyLimits, NewKey};
+    use crate::store::DatabaseTarget;
+
+    async fn store_with_key() -> (Store, String, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("dir");
+        let target = DatabaseTarget::Sqlite(dir.path().join("keys.db"));
+        Store::migrate(&target).expect("migrate");
+        let store = Store::open(&target, 2).expect("open");
+        let new = NewKey {
+            name: "front".into(),
+            owner: None,
+            limits: KeyLimits::default(),
+        };
+        let (_, secret) = store.create_key(&new).await.expect("key");
+        (store, secret, dir)
+    }
+
+    fn cache(store: &Store, ttl: Duration) -> KeyCache {
+        KeyCache::new(
+            store.clone(),
+            KeyCacheSettings {
+                ttl,
+                ..KeyCacheSettings::default()
+            },
+        )
+    }
+
+    /// The long way, as `gateway::auth` takes it: hash, shared cache or database, remember.
+    async fn look_up(cache: &KeyCache, secret: &str) -> Arc<ApiKey> {
+        let hash = hash_key(secret);
+        let KeyLookup::Valid(key) = cache.lookup_hash(&hash).await.expect("lookup") else {
+            panic!("the key is live");
+        };
+        cache.remember(secret, &hash, &key).await;
+        key
+    }
+
+    #[actix_rt::test]
+    async fn a_thread_remembers_live_keys_until_an_invalidation() {
+        let (store, secret, _dir) = store_with_key().await;
+        let keys = cache(&store, Duration::from_secs(60));
+        assert_eq!(keys.remembered(&secret), None, "nothing before a lookup");
+        let key = look_up(&keys, &secret).await;
+        let remembered = keys.remembered(&secret).expect("remembered");
+        assert!(Arc::ptr_eq(&remembered, &key));
+
+        // Another secret of the same shape, one byte apart, is not the key.
+        let mut other = secret.clone().into_bytes();
+        let last = other.len() - 1;
+        other[last] = if other[last] == b'A' { b'B' } else { b'A' };
+        assert_eq!(
+            keys.remembered(std::str::from_utf8(&other).expect("ascii")),
+            None
+        );
+
+        // Another cache (another gateway in this process) does not see this cache's keys.
+        let (other_store, _, _other_dir) = store_with_key().await;
+        assert_eq!(
+            cache(&other_store, Duration::from_secs(60)).remembered(&secret),
+            None
+        );
+
+        // A local revocation invalidates every cache, and every thread's memory with it.
+        assert!(store.revoke_key(key.id).await.expect("revoke"));
+        keys.invalidate_all();
+        assert_eq!(keys.remembered(&secret), None);
+        let hash = hash_key(&secret);
+        assert_eq!(
+            keys.lookup_hash(&hash).await.expect("lookup"),
+            KeyLookup::Revoked
+        );
+    }
+
+    #[actix_rt::test]
+    async fn nothing_is_remembered_past_the_shared_entrys_ttl() {
+        let (store, secret, _dir) = store_with_key().await;
+        // With no TTL the shared entry is stale as soon as it is read, and so is the memory.
+        let keys = cache(&store, Duration::ZERO);
+        look_up(&keys, &secret).await;
+        assert_eq!(keys.remembered(&secret), None);
+    }
+
+    #[actix_rt::test]
+    async fn other_threads_look_their_own_way() {
+        let (store, secret, _dir) = store_with_key().await;
+        let keys = cache(&store, Duration::from_secs(60));
+        look_up(&keys, &secret).await;
+        let elsewhere = {
+            let (keys, secret) = (keys.clone(), secret.clone());
+            std::thread::spawn(move || keys.remembered(&secret))
+                .join()
+                .expect("thread")
+        };
+        assert_eq!(elsewhere, None);
+        assert!(keys.remembered(&secret).is_some());
+    }
 
     fn key(allowed: Option<Vec<&str>>) -> ApiKey {
         ApiKey {

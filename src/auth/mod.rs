@@ -50,10 +50,11 @@ pub(crate) fn unauthorized(code: &'static str, message: &str) -> GatewayError {
 /// Looks up a presented API key secret: 401 unless it is a live key, 429 for a `client`
 /// (computed only when needed) past its failed-authentication rate.
 ///
-/// A secret not shaped like an issued key is refused without a lookup; a cached answer (a key,
-/// or a secret known not to be one) needs no database; a key the cache held refreshes freely;
-/// only a secret the cache has never seen meets the failure throttle on its way to the
-/// database.
+/// A secret not shaped like an issued key is refused without a lookup; a live key this thread
+/// found within the TTL needs neither the secret's hash nor the shared cache
+/// (`KeyCache::remembered`); a cached answer (a key, or a secret known not to be one) needs no
+/// database; a key the cache held refreshes freely; only a secret the cache has never seen
+/// meets the failure throttle on its way to the database.
 pub async fn key_from_secret(
     secret: &str,
     state: &AppState,
@@ -63,6 +64,9 @@ pub async fn key_from_secret(
         return Err(state
             .guard
             .failed(client(), Failure::Malformed, invalid_key()));
+    }
+    if let Some(key) = state.keys.remembered(secret) {
+        return Ok(key);
     }
     let hash = hash_key(secret);
     let lookup = match state.keys.cached(&hash).await {
@@ -79,7 +83,10 @@ pub async fn key_from_secret(
         }
     };
     let (failure, error) = match lookup {
-        KeyLookup::Valid(key) => return Ok(key),
+        KeyLookup::Valid(key) => {
+            state.keys.remember(secret, &hash, &key).await;
+            return Ok(key);
+        }
         KeyLookup::Unknown => (Failure::Unknown, invalid_key()),
         KeyLookup::Revoked => (
             Failure::Revoked,
