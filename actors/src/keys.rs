@@ -281,9 +281,11 @@ impl KeyCache {
 
     /// Forgets every cached entry (after a local revocation or update), on every thread.
     pub fn invalidate_all(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
         self.entries.invalidate_all();
         self.unknown.invalidate_all();
+        // After the shared entries: a `remember` that reads the new generation can only have
+        // read an entry from after the invalidation.
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 }
 
