@@ -27,7 +27,7 @@ pub struct UsageSettings {
     pub flush_interval: Duration,
     /// Events that may be in flight or waiting for the database.
     pub capacity: usize,
-    /// Time allowed for one batch write.
+    /// Time allowed for one batch write on PostgreSQL (SQLite's busy timeout bounds its own).
     pub write_timeout: Duration,
 }
 
@@ -259,8 +259,7 @@ impl BatchWriter {
     }
 
     async fn insert(&self, rows: &[UsageEvent]) -> Result<usize, Failure> {
-        match tokio::time::timeout(self.settings.write_timeout, self.store.insert_usage(rows)).await
-        {
+        match self.bounded(self.store.insert_usage(rows)).await {
             Ok(Ok(inserted)) => Ok(inserted),
             Ok(Err(error)) if error.is_unavailable() => Err(Failure::Away(error.to_string())),
             Ok(Err(error)) => Err(Failure::Refused(error.to_string())),
@@ -271,11 +270,9 @@ impl BatchWriter {
     /// Keeps one refused event in the dead-letter table; `Err` when that failed too (the
     /// database is then in no state to take anything, so the event waits like the others).
     async fn set_aside(&self, event: &UsageEvent, reason: &str) -> Result<(), String> {
-        let kept = tokio::time::timeout(
-            self.settings.write_timeout,
-            self.store.insert_dead_letter(event, reason),
-        )
-        .await;
+        let kept = self
+            .bounded(self.store.insert_dead_letter(event, reason))
+            .await;
         match kept {
             Ok(Ok(())) => {
                 self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
@@ -290,6 +287,20 @@ impl BatchWriter {
             }
             Ok(Err(error)) => Err(format!("{reason}; setting it aside failed: {error}")),
             Err(_) => Err(format!("{reason}; setting it aside timed out")),
+        }
+    }
+
+    /// A write within `write_timeout`, on PostgreSQL. A SQLite statement cannot be abandoned
+    /// (it finishes before its connection is used again, see `store::blocking`), so there
+    /// the wait would only hide a write that happened: SQLite's busy timeout bounds it
+    /// instead, answering "database is locked", which counts as the database being away.
+    async fn bounded<T>(
+        &self,
+        write: impl std::future::Future<Output = T>,
+    ) -> Result<T, tokio::time::error::Elapsed> {
+        match self.store {
+            Store::Sqlite(_) => Ok(write.await),
+            Store::Postgres(_) => tokio::time::timeout(self.settings.write_timeout, write).await,
         }
     }
 
@@ -333,5 +344,93 @@ impl StoreError {
             StoreError::Query(Error::BrokenTransactionManager) => true,
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::keys::NewKey;
+    use crate::store::DatabaseTarget;
+    use diesel::connection::SimpleConnection as _;
+    use diesel::Connection as _;
+    use std::sync::mpsc as sync;
+
+    fn event(key_id: i64, n: u32) -> UsageEvent {
+        UsageEvent {
+            event_id: format!("locked-{n}"),
+            request_id: format!("req-{n}"),
+            key_id: Some(key_id),
+            model: "m".into(),
+            service: "llm".into(),
+            endpoint: "127.0.0.1:1".into(),
+            api: "chat".into(),
+            prompt_tokens: 3,
+            completion_tokens: 4,
+            estimated: false,
+            cached: false,
+            status: 200,
+            latency_ms: 1,
+            created_at: 1_700_000_000_000,
+        }
+    }
+
+    /// Another writer holds SQLite's lock for longer than `write_timeout`. The write waits
+    /// (SQLite's busy timeout), fails as "away", and is retried once the lock is gone: the
+    /// event is written once, and the writer is still alive. Before `store::blocking`, the
+    /// timeout dropped the running statement, diesel-async's drop panicked on this
+    /// current-thread runtime, and every later request would have been refused.
+    #[actix_rt::test]
+    async fn a_write_outlasting_its_timeout_on_sqlite_is_kept_and_the_writer_lives() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("usage.db");
+        let target = DatabaseTarget::Sqlite(path.clone());
+        Store::migrate(&target).expect("migrate");
+        let store = Store::open(&target, 2).expect("open");
+        let (key, _) = store
+            .create_key(&NewKey {
+                name: "locked".into(),
+                owner: None,
+                limits: Default::default(),
+            })
+            .await
+            .expect("key");
+        let usage = UsageRecorder::start_recorder(
+            store.clone(),
+            UsageSettings {
+                write_timeout: Duration::from_millis(20),
+                flush_interval: Duration::from_secs(3600),
+                ..UsageSettings::default()
+            },
+        );
+
+        let (locked, is_locked) = oneshot::channel();
+        let (release, released) = sync::sync_channel::<()>(1);
+        let holder = std::thread::spawn(move || {
+            let url = path.to_str().expect("utf-8 path");
+            let mut conn = diesel::SqliteConnection::establish(url).expect("second connection");
+            conn.batch_execute("BEGIN EXCLUSIVE").expect("lock");
+            locked.send(()).expect("test waits");
+            released.recv().expect("test releases");
+            conn.batch_execute("COMMIT").expect("unlock");
+        });
+        is_locked.await.expect("locked");
+
+        usage.reserve().expect("slot").record(event(key.id, 1));
+        assert!(
+            !usage.flush().await,
+            "nothing can be written while another writer holds the lock"
+        );
+        assert_eq!(usage.pending(), 1, "the event waits for the database");
+        assert!(usage.counters().failed_writes.load(Ordering::Relaxed) >= 1);
+
+        release.send(()).expect("holder waits");
+        holder.join().expect("holder");
+        usage.reserve().expect("slot").record(event(key.id, 2));
+        assert!(usage.flush().await, "the writer lives and catches up");
+        assert_eq!(usage.counters().written.load(Ordering::Relaxed), 2);
+        let stored = store.usage_of_key(key.id).await.expect("rows");
+        let ids: Vec<&str> = stored.iter().map(|e| e.event_id.as_str()).collect();
+        assert_eq!(ids, ["locked-1", "locked-2"]);
     }
 }

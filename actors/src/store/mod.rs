@@ -1,6 +1,7 @@
 //! Persistence with Diesel: API keys, usage events and users, on SQLite (the embedded default)
 //! or PostgreSQL. Queries are written once and run on either backend through [`with_conn!`].
 
+mod blocking;
 pub mod dead_letters;
 pub mod keys;
 mod migrate;
@@ -18,7 +19,10 @@ use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use futures_util::FutureExt;
 
-pub type SqliteConnection = SyncConnectionWrapper<diesel::SqliteConnection>;
+/// SQLite's connection: a sync connection whose statements run on the blocking pool and,
+/// when a caller stops waiting, finish before anything else uses the connection
+/// ([`blocking::FinishOnDrop`]).
+pub type SqliteConnection = SyncConnectionWrapper<diesel::SqliteConnection, blocking::FinishOnDrop>;
 
 /// Where the data lives, from `DATABASE_URL`.
 #[derive(Debug, Clone, PartialEq, Eq)]
