@@ -1,5 +1,5 @@
-//! The gateway's own Prometheus metrics, beside the per-route ones actix-web-prom records into
-//! the same registry.
+//! The gateway's Prometheus metrics: per-route HTTP series (`http.rs`), upstreams, streams,
+//! discovery, and what requests were billed.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -29,6 +29,7 @@ const OVERHEAD_ROUTES: [&str; 3] = [
     ApiKind::Embeddings.label(),
 ];
 
+pub mod http;
 mod labels;
 pub mod listener;
 mod requests;

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use actix_cors::Cors;
 use actix_web::middleware::{Compress, Condition};
 use actix_web::{http, web, App, HttpServer};
-use actix_web_prom::PrometheusMetricsBuilder;
 use actors::registry::UpstreamRegistry;
 use actors::routing::ModelRouter;
 use actors::UpstreamRegistryHandle;
@@ -225,10 +224,7 @@ async fn serve(
     front_ends: FrontEnds,
     metrics: &Metrics,
 ) -> anyhow::Result<Listening> {
-    let http_metrics = PrometheusMetricsBuilder::new("gateway")
-        .registry(metrics.registry.clone())
-        .mask_unmatched_patterns("UNKNOWN")
-        .build()
+    let http_metrics = crate::metrics::http::HttpMetrics::register(&metrics.registry)
         .map_err(|error| anyhow::anyhow!("http metrics: {error}"))?;
     let gzip = config.gzip;
     let cors_origins = config.cors_allowed_origins.clone();
