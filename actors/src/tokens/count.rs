@@ -366,8 +366,11 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(48))]
 
         /// Cutting runs loses at most a token per cut, so the reservation's bound never falls
-        /// below the exact count; it adds at most two per cut (a cut whitespace run can merge
-        /// into one token more on each side: "\t" and 384 spaces count 4 whole, 6 cut once).
+        /// below the exact count (what billing relies on). The other side is what estimates
+        /// rely on: a cut can cost a merge on each side of it ("\t" and 384 spaces count 4
+        /// whole, 6 cut once), and a character before a cut run one more ("\t" and 286 line
+        /// breaks: 11 whole, 14 cut once). Over 40,000 generated texts of these runs, the
+        /// excess never passed two per cut plus one.
         #[test]
         fn cut_counts_are_within_a_token_per_cut(text in runs()) {
             let exact = i64::try_from(
@@ -377,7 +380,7 @@ mod tests {
             counter.text(&text);
             let tally = counter.tally();
             prop_assert!(exact - tally.counted <= tally.cuts, "{tally:?} vs {exact}");
-            prop_assert!(tally.counted - exact <= 2 * tally.cuts, "{tally:?} vs {exact}");
+            prop_assert!(tally.counted - exact <= 2 * tally.cuts + 1, "{tally:?} vs {exact}");
             prop_assert!(tally.upper_bound() >= exact);
         }
     }
