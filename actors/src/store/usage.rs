@@ -87,6 +87,9 @@ const INSERT_CHUNK: usize = 100;
 /// Rows per multi-row INSERT on SQLite: a fixed count, so the statement is prepared once
 /// (14 parameters per row stay far below SQLite's limit of 999 in old builds).
 const SQLITE_CHUNK: usize = 32;
+/// What is left after the full chunks goes in chunks of this many, then one row at a time: at
+/// most 7 single-row statements per batch instead of 31. Each shape is prepared once too.
+const SQLITE_SMALL_CHUNK: usize = 8;
 
 impl Store {
     /// Writes a batch in one transaction. Rows whose event id is already stored are skipped,
@@ -120,7 +123,7 @@ impl Store {
                 let rows = batch.to_vec();
                 // The whole batch runs in one blocking task on the sync connection (through the
                 // async wrapper every statement would be a blocking-pool round trip). Rows go
-                // in fixed-size multi-row statements, then one at a time for the rest: both
+                // in fixed-size multi-row statements of 32, then 8, then one at a time: all
                 // shapes have SQL that never varies (NULLs are bound, not spelled DEFAULT), so
                 // diesel prepares each once per connection and reuses it.
                 conn.spawn_blocking(move |conn| {
@@ -128,6 +131,13 @@ impl Store {
                         let mut inserted = 0;
                         let (chunks, rest) = rows.as_chunks::<SQLITE_CHUNK>();
                         for chunk in chunks {
+                            inserted += diesel::RunQueryDsl::execute(
+                                diesel::insert_or_ignore_into(usage_events::table).values(chunk),
+                                conn,
+                            )?;
+                        }
+                        let (small, rest) = rest.as_chunks::<SQLITE_SMALL_CHUNK>();
+                        for chunk in small {
                             inserted += diesel::RunQueryDsl::execute(
                                 diesel::insert_or_ignore_into(usage_events::table).values(chunk),
                                 conn,
