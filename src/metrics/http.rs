@@ -10,7 +10,7 @@
 //! (`RequestIds` refuses others before this layer), statuses are the codes the gateway answers.
 
 use std::cell::{OnceCell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -93,24 +93,28 @@ type ByAnswer = Map<(Method, StatusCode), Rc<Series>>;
 struct Resolved {
     metrics: HttpMetrics,
     series: RefCell<Map<Box<str>, ByAnswer>>,
-    /// Paths that are their route's pattern.
-    static_paths: RefCell<Map<Box<str>, ()>>,
+    /// Paths that are their route's pattern. `match_pattern` reads the path alone (not the
+    /// method, not a resource's guards), so a path's label never depends on anything else.
+    static_paths: RefCell<HashSet<Box<str>, RandomState>>,
 }
 
 impl Resolved {
     fn series(&self, request: &actix_web::HttpRequest, status: StatusCode) -> Rc<Series> {
         let path = request.path();
-        let known = self.static_paths.borrow().contains_key(path);
-        let pattern = if known { None } else { request.match_pattern() };
-        let endpoint = match &pattern {
-            None if known => path,
-            None => UNMATCHED,
-            Some(pattern) => {
-                let mut paths = self.static_paths.borrow_mut();
-                if pattern == path && paths.len() < MAX_STATIC_PATHS {
-                    paths.insert(Box::from(path), ());
+        let pattern;
+        let endpoint = if self.static_paths.borrow().contains(path) {
+            path
+        } else {
+            pattern = request.match_pattern();
+            match &pattern {
+                None => UNMATCHED,
+                Some(pattern) => {
+                    let mut paths = self.static_paths.borrow_mut();
+                    if pattern == path && paths.len() < MAX_STATIC_PATHS {
+                        paths.insert(Box::from(path));
+                    }
+                    pattern.as_str()
                 }
-                pattern.as_str()
             }
         };
         let method = request.method();
@@ -280,7 +284,12 @@ mod tests {
             App::new()
                 .wrap(metrics)
                 .route("/v1/models", web::get().to(HttpResponse::Ok))
-                .route("/keys/{id}", web::delete().to(HttpResponse::NoContent)),
+                .route("/keys/{id}", web::delete().to(HttpResponse::NoContent))
+                .service(
+                    web::resource("/read-only")
+                        .guard(actix_web::guard::Get())
+                        .to(HttpResponse::Ok),
+                ),
         )
         .await;
         for uri in ["/v1/models", "/v1/models", "/v1/models?x=1"] {
@@ -291,6 +300,14 @@ mod tests {
         }
         for id in ["1", "2", "made-up"] {
             let request = test::TestRequest::delete().uri(&format!("/keys/{id}"));
+            test::read_body(test::call_service(&app, request.to_request()).await).await;
+        }
+        // A guarded resource names its path whatever the method (as actix's `match_pattern`
+        // does): remembering `/read-only` after a GET labels a refused POST the same way.
+        for method in [Method::GET, Method::POST] {
+            let request = test::TestRequest::default()
+                .method(method)
+                .uri("/read-only");
             test::read_body(test::call_service(&app, request.to_request()).await).await;
         }
         for uri in ["/no/such", "/v1/models/extra"] {
@@ -314,13 +331,21 @@ mod tests {
             Some(3)
         );
         assert_eq!(sample(&registry, total, ["UNKNOWN", "GET", "404"]), Some(2));
+        assert_eq!(
+            sample(&registry, total, ["/read-only", "GET", "200"]),
+            Some(1)
+        );
+        assert_eq!(
+            sample(&registry, total, ["/read-only", "POST", "404"]),
+            Some(1)
+        );
         let series: usize = registry
             .gather()
             .iter()
             .filter(|f| f.name() == total)
             .map(|f| f.get_metric().len())
             .sum();
-        assert_eq!(series, 3, "no path became a label");
+        assert_eq!(series, 5, "no path became a label");
     }
 
     /// A streamed answer is observed when its body ends, not when its head is ready.
