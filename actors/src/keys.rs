@@ -354,13 +354,9 @@ fn classify(key: Option<&Arc<ApiKey>>) -> KeyLookup {
 mod tests {
     use super::*;
     use crate::store::keys::{hash_key, KeyLimits, NewKey};
-    use crate::store::DatabaseTarget;
 
     async fn store_with_key() -> (Store, String, tempfile::TempDir) {
-        let dir = tempfile::tempdir().expect("dir");
-        let target = DatabaseTarget::Sqlite(dir.path().join("keys.db"));
-        Store::migrate(&target).expect("migrate");
-        let store = Store::open(&target, 2).expect("open");
+        let (store, dir) = crate::store::migrated_sqlite_for_tests();
         let new = NewKey {
             name: "front".into(),
             owner: None,

@@ -351,7 +351,6 @@ impl StoreError {
 mod tests {
     use super::*;
     use crate::store::keys::NewKey;
-    use crate::store::DatabaseTarget;
     use diesel::connection::SimpleConnection as _;
     use diesel::Connection as _;
     use std::sync::mpsc as sync;
@@ -382,11 +381,8 @@ mod tests {
     /// current-thread runtime, and every later request would have been refused.
     #[actix_rt::test]
     async fn a_write_outlasting_its_timeout_on_sqlite_is_kept_and_the_writer_lives() {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("usage.db");
-        let target = DatabaseTarget::Sqlite(path.clone());
-        Store::migrate(&target).expect("migrate");
-        let store = Store::open(&target, 2).expect("open");
+        let (store, dir) = crate::store::migrated_sqlite_for_tests();
+        let path = dir.path().join(crate::store::TEST_DATABASE);
         let (key, _) = store
             .create_key(&NewKey {
                 name: "locked".into(),

@@ -113,14 +113,6 @@ impl UserCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::DatabaseTarget;
-
-    async fn store() -> (Store, tempfile::TempDir) {
-        let dir = tempfile::tempdir().expect("dir");
-        let target = DatabaseTarget::Sqlite(dir.path().join("users.db"));
-        Store::migrate(&target).expect("migrate");
-        (Store::open(&target, 2).expect("open"), dir)
-    }
 
     fn cache(store: &Store, ttl: Duration) -> UserCache {
         let settings = UserCacheSettings {
@@ -132,7 +124,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn changes_are_seen_after_the_ttl_or_a_local_invalidation() {
-        let (store, _dir) = store().await;
+        let (store, _dir) = crate::store::migrated_sqlite_for_tests();
         store
             .create_user("ada", "a long password", Role::Admin)
             .await

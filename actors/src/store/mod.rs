@@ -228,6 +228,20 @@ impl Store {
     }
 }
 
+/// The file name of [`migrated_sqlite_for_tests`]'s database, in its directory.
+#[cfg(test)]
+pub(crate) const TEST_DATABASE: &str = "test.db";
+
+/// A migrated SQLite store in a fresh temporary directory, which lives as long as the
+/// `TempDir` returned with it.
+#[cfg(test)]
+pub(crate) fn migrated_sqlite_for_tests() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let target = DatabaseTarget::Sqlite(dir.path().join(TEST_DATABASE));
+    Store::migrate(&target).expect("migrate");
+    (Store::open(&target, 2).expect("open"), dir)
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_millis() -> i64 {
     std::time::SystemTime::now()
