@@ -23,7 +23,7 @@ use super::sse::SseRelay;
 use super::{ApiKind, PipelineBody, PipelineResponse};
 use crate::error::{with_causes, GatewayError};
 use crate::metrics::Metrics;
-use crate::upstream::{HttpClient, UpstreamClients};
+use crate::upstream::{Http1Pool, SendError, UpstreamClients};
 
 /// Our request id, sent upstream (`http` 1's name; the edge's is actix-web's `http` 0.2).
 const UPSTREAM_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
@@ -338,7 +338,7 @@ fn respond(
 }
 
 async fn attempt_once(
-    client: &HttpClient,
+    client: &Http1Pool,
     endpoint: &Endpoint,
     settings: &ServiceSettings,
     service: &str,
@@ -350,14 +350,17 @@ async fn attempt_once(
         return Box::pin(attempt_grpc(endpoint, settings, service, request)).await;
     }
     let protocol_error = |detail: String| GatewayError::upstream_protocol(service, detail);
-    let upstream = upstream_request(endpoint, settings, request).map_err(protocol_error)?;
+    let upstream = upstream_request(settings, request).map_err(protocol_error)?;
     // The first-byte timeout covers connecting, sending and the response head, as one.
-    let response = tokio::time::timeout(settings.first_byte_timeout, client.request(upstream))
-        .await
-        .map_err(|_| {
-            GatewayError::upstream_timeout(service, "first byte", settings.first_byte_timeout)
-        })?
-        .map_err(|error| send_error(service, settings, &error))?;
+    let response = tokio::time::timeout(
+        settings.first_byte_timeout,
+        client.send(&endpoint.address, upstream),
+    )
+    .await
+    .map_err(|_| {
+        GatewayError::upstream_timeout(service, "first byte", settings.first_byte_timeout)
+    })?
+    .map_err(|error| send_error(service, settings, &error))?;
     let (head, body) = response.into_parts();
     let status =
         StatusCode::from_u16(head.status.as_u16()).map_err(|e| protocol_error(e.to_string()))?;
@@ -416,31 +419,34 @@ async fn attempt_once(
     })
 }
 
-/// The HTTP request to `endpoint`: our request id, `Accept` for streams, the service's key.
+/// The HTTP request to an endpoint (its `Host` is the pool's to set): our request id, `Accept`
+/// for streams, the service's key.
 fn upstream_request(
-    endpoint: &Endpoint,
     settings: &ServiceSettings,
     request: &Forward<'_>,
 ) -> Result<http::Request<Full<Bytes>>, String> {
-    // Joined without `format!`, and the header named by a constant: both run per request.
-    let path = request.kind.path();
-    let mut url = String::with_capacity(endpoint.base_url.len() + path.len());
-    url.push_str(&endpoint.base_url);
-    url.push_str(path);
-    let mut upstream =
-        http::Request::post(url).header(http::header::CONTENT_TYPE, "application/json");
+    const JSON: http::HeaderValue = http::HeaderValue::from_static("application/json");
+    const EVENT_STREAM: http::HeaderValue = http::HeaderValue::from_static("text/event-stream");
+    // Built in place from constants (the path in origin form, nothing parsed), not through
+    // `http::request::Builder`, which converts and moves its parts on every call: all of it
+    // runs per request.
+    let mut upstream = http::Request::new(Full::new(request.body.clone()));
+    *upstream.method_mut() = http::Method::POST;
+    *upstream.uri_mut() = http::Uri::from_static(request.kind.path());
+    let headers = upstream.headers_mut();
+    headers.insert(http::header::CONTENT_TYPE, JSON);
     if let Ok(id) = http::HeaderValue::from_str(request.request_id) {
-        upstream = upstream.header(UPSTREAM_REQUEST_ID, id);
+        headers.insert(UPSTREAM_REQUEST_ID, id);
     }
     if request.stream {
-        upstream = upstream.header(http::header::ACCEPT, "text/event-stream");
+        headers.insert(http::header::ACCEPT, EVENT_STREAM);
     }
     if let Some(key) = &settings.api_key {
-        upstream = upstream.header(http::header::AUTHORIZATION, format!("Bearer {key}"));
+        let value = http::HeaderValue::try_from(format!("Bearer {key}"))
+            .map_err(|error| format!("the service's api_key cannot be sent: {error}"))?;
+        headers.insert(http::header::AUTHORIZATION, value);
     }
-    upstream
-        .body(Full::new(request.body.clone()))
-        .map_err(|error| error.to_string())
+    Ok(upstream)
 }
 
 async fn attempt_grpc(
@@ -493,12 +499,8 @@ async fn attempt_grpc(
 }
 
 /// A failed exchange: connect timeouts and refusals are told apart from broken exchanges.
-fn send_error(
-    service: &str,
-    settings: &ServiceSettings,
-    error: &hyper_util::client::legacy::Error,
-) -> GatewayError {
-    if !error.is_connect() {
+fn send_error(service: &str, settings: &ServiceSettings, error: &SendError) -> GatewayError {
+    if !matches!(error, SendError::Connect(_)) {
         return GatewayError::upstream_protocol(service, error_chain(error));
     }
     let timed_out = std::iter::successors(std::error::Error::source(error), |e| e.source())

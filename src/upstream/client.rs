@@ -1,11 +1,13 @@
-//! Per-worker upstream clients: hyper's pooled client for proxied requests, awc for health
-//! checks and model lists, and the gRPC channels beside them. Every worker thread owns its
-//! clients and their connection pools (awc is single-threaded, and hyper's connection tasks run
-//! on the worker that opened them); nothing here is shared across threads.
+//! Per-worker upstream clients: the HTTP/1.1 connection pools for proxied requests
+//! ([`Http1Pool`]), awc for health checks and model lists, and the gRPC channels beside them.
+//! Every worker thread owns its clients and their connection pools (awc is single-threaded,
+//! and hyper's connection tasks run on the worker that opened them); nothing here is shared
+//! across threads.
 
 use std::any::Any;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::time::Duration;
 
 use actix_service::{Service, ServiceExt};
@@ -13,15 +15,11 @@ use actix_tls::connect::{ConnectError, ConnectInfo, Connection, Connector, Resol
 use actix_web::rt::net::TcpStream;
 use awc::http::Uri;
 
+use super::http1::Http1Pool;
 use super::GrpcChannels;
 
 /// Idle keep-alive connections are closed after this long (awc: probes, model lists, Consul).
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
-/// Idle proxied connections are closed after this long: before the upstream closes them
-/// itself, as uvicorn and actix-web do after 5 idle seconds. A server's close that crosses a
-/// request on the wire breaks that request (a 502 the client did nothing for), and a POST
-/// cannot be resent safely; closing first leaves no such race.
-const UPSTREAM_IDLE: Duration = Duration::from_secs(4);
 /// awc connections are recycled after this long even when busy, so DNS changes are seen.
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
 
@@ -65,34 +63,12 @@ fn build_client(connect_timeout: Duration) -> awc::Client {
         .finish()
 }
 
-/// The proxied requests' client: hyper's pooled HTTP/1.1 client on a TCP_NODELAY connector.
-pub type HttpClient = hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
-    http_body_util::Full<bytes::Bytes>,
->;
-
-/// The connector behind [`HttpClient`]: Nagle off, the service's connect timeout, and IP
-/// literals (what discovery gives) used as they are, without a resolver.
-fn http_connector(connect_timeout: Duration) -> hyper_util::client::legacy::connect::HttpConnector {
-    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(connect_timeout));
-    connector
-}
-
-fn build_http_client(connect_timeout: Duration) -> HttpClient {
-    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_idle_timeout(UPSTREAM_IDLE)
-        .pool_timer(hyper_util::rt::TokioTimer::new())
-        .build(http_connector(connect_timeout))
-}
-
 /// One client per distinct connect timeout (usually one in all), created on first use.
 pub struct UpstreamClients {
     clients: RefCell<HashMap<Duration, awc::Client>>,
     /// Searched in order on every proxied request: there is one entry per connect timeout
     /// (usually one in all), so a scan beats hashing the key.
-    http: RefCell<Vec<(Duration, HttpClient)>>,
+    http: RefCell<Vec<(Duration, Rc<Http1Pool>)>>,
     /// `None` when protocol conversion is off: gRPC endpoints are then refused.
     grpc: Option<GrpcChannels>,
 }
@@ -117,15 +93,15 @@ impl UpstreamClients {
         self.grpc.as_ref()
     }
 
-    /// The client for proxied requests.
-    pub fn http(&self, connect_timeout: Duration) -> HttpClient {
-        let mut clients = self.http.borrow_mut();
-        if let Some((_, client)) = clients.iter().find(|(t, _)| *t == connect_timeout) {
-            return client.clone();
+    /// The connection pool for proxied requests.
+    pub fn http(&self, connect_timeout: Duration) -> Rc<Http1Pool> {
+        let mut pools = self.http.borrow_mut();
+        if let Some((_, pool)) = pools.iter().find(|(t, _)| *t == connect_timeout) {
+            return Rc::clone(pool);
         }
-        let client = build_http_client(connect_timeout);
-        clients.push((connect_timeout, client.clone()));
-        client
+        let pool = Rc::new(Http1Pool::new(connect_timeout));
+        pools.push((connect_timeout, Rc::clone(&pool)));
+        pool
     }
 
     /// The awc client, for health checks and model lists.
@@ -153,18 +129,6 @@ mod tests {
             .await
             .expect("connect");
         assert!(connection.io_ref().nodelay().expect("getsockopt"));
-    }
-
-    #[actix_rt::test]
-    async fn proxied_request_sockets_have_nodelay() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let address = listener.local_addr().expect("address");
-        let uri: http::Uri = format!("http://{address}/").parse().expect("uri");
-        let mut connector = http_connector(Duration::from_secs(1));
-        let connection = tower_service::Service::call(&mut connector, uri)
-            .await
-            .expect("connect");
-        assert!(connection.inner().nodelay().expect("getsockopt"));
     }
 
     #[actix_rt::test]

@@ -3,10 +3,12 @@
 
 mod client;
 pub mod grpc;
+mod http1;
 mod models;
 mod probe;
 
-pub use client::{nodelay_connector, set_server_nodelay, HttpClient, UpstreamClients};
+pub use client::{nodelay_connector, set_server_nodelay, UpstreamClients};
 pub use grpc::GrpcChannels;
+pub use http1::{Http1Pool, SendError};
 pub use models::service_models;
 pub use probe::UpstreamHealthProbe;
