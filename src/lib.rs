@@ -6,6 +6,7 @@ pub mod auth;
 pub mod body;
 pub mod cli;
 pub mod client_ip;
+pub mod compress;
 pub mod config;
 pub mod dashboard;
 pub mod discovery;

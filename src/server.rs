@@ -5,7 +5,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use actix_cors::Cors;
-use actix_web::middleware::{Compress, Condition};
+use actix_web::middleware::Condition;
 use actix_web::{http, web, App, HttpServer};
 use actors::registry::UpstreamRegistry;
 use actors::routing::ModelRouter;
@@ -246,7 +246,7 @@ async fn serve(
             }))
             .app_data(dashboard.clone())
             .configure(|app| routes::configure(app, &dashboard, body_timeout))
-            .wrap(Condition::new(gzip, Compress::default()))
+            .wrap(Condition::new(gzip, crate::compress::Compress))
             .wrap(Condition::new(
                 cors_origins.is_some(),
                 cors(cors_origins.as_deref()),

@@ -8,27 +8,55 @@ use std::sync::Arc;
 use common::*;
 
 #[actix_rt::test]
-async fn json_answers_are_gzipped_when_asked() {
+async fn long_json_answers_are_gzipped_when_asked_and_short_ones_go_as_they_are() {
     let upstream = mock("a");
     let gateway = start_gateway(test_config(), &services_for("llm", &[&upstream], &[])).await;
     gateway.wait_ready().await;
+    // The mock echoes the prompt: a long one makes an answer past the 1 KiB threshold.
+    let long_prompt = "many words ".repeat(200);
+    let long_chat = serde_json::json!({"model": "llm/m", "messages": [{"role": "user", "content": long_prompt}]});
     let mut response = gateway
         .client
         .post(gateway.url("/v1/chat/completions"))
-        .insert_header(("accept-encoding", "gzip"))
-        .send_json(&chat("llm/m"))
+        .insert_header(("accept-encoding", "gzip, deflate"))
+        .send_json(&long_chat)
         .await
         .expect("response");
     assert_eq!(
         response.headers().get("content-encoding").expect("encoded"),
         "gzip"
     );
+    let vary = response
+        .headers()
+        .get("vary")
+        .expect("vary")
+        .to_str()
+        .expect("ascii");
+    assert!(vary.starts_with("accept-encoding"), "{vary}");
     let compressed = response.body().await.expect("body");
     let mut text = String::new();
     flate2::read::GzDecoder::new(&compressed[..])
         .read_to_string(&mut text)
         .expect("gunzip");
-    assert!(text.contains("echo: hello there"), "{text}");
+    assert!(text.contains(&format!("echo: {long_prompt}")), "{text}");
+    assert!(
+        compressed.len() < text.len() / 4,
+        "{} of {}",
+        compressed.len(),
+        text.len()
+    );
+
+    // A short answer is not worth compressing: it comes as it is, whatever was asked.
+    let mut response = gateway
+        .client
+        .post(gateway.url("/v1/chat/completions"))
+        .insert_header(("accept-encoding", "gzip, deflate"))
+        .send_json(&chat("llm/m"))
+        .await
+        .expect("response");
+    assert!(response.headers().get("content-encoding").is_none());
+    let body = response.body().await.expect("body");
+    assert!(String::from_utf8_lossy(&body).contains("echo: hello there"));
     gateway.stop().await;
 
     let mut raw = test_config();
@@ -39,7 +67,7 @@ async fn json_answers_are_gzipped_when_asked() {
         .client
         .post(plain.url("/v1/chat/completions"))
         .insert_header(("accept-encoding", "gzip"))
-        .send_json(&chat("llm/m"))
+        .send_json(&long_chat)
         .await
         .expect("response");
     assert!(response.headers().get("content-encoding").is_none());
