@@ -76,6 +76,49 @@ pub struct TicketSpec<'a> {
     pub prompt_body: bytes::Bytes,
 }
 
+/// What a buffered answer says about its tokens.
+#[derive(Debug, PartialEq)]
+enum AnswerUsage {
+    /// The upstream's own `usage`.
+    Reported(UsageView),
+    /// No readable `usage`: everything generated, to be counted (text, refusals, reasoning,
+    /// tool-call names and arguments).
+    Generated(String),
+}
+
+impl AnswerUsage {
+    /// Two passes, the second only when the first finds no readable `usage`: the first skips
+    /// `choices` without keeping it (an answer nearly always carries its usage), and a
+    /// malformed `usage` does not hide the text that can still be counted.
+    fn of(body: &[u8]) -> AnswerUsage {
+        #[derive(Deserialize)]
+        struct Usage {
+            #[serde(default)]
+            usage: Option<UsageView>,
+        }
+        #[derive(Deserialize)]
+        struct Choices {
+            #[serde(default)]
+            choices: Vec<serde_json::Value>,
+        }
+        if let Ok(Usage { usage: Some(usage) }) = serde_json::from_slice::<Usage>(body) {
+            return AnswerUsage::Reported(usage);
+        }
+        let choices = serde_json::from_slice::<Choices>(body)
+            .map(|answer| answer.choices)
+            .unwrap_or_default();
+        let mut text = String::new();
+        for choice in &choices {
+            for part in ["message", "text"] {
+                if let Some(value) = choice.get(part) {
+                    push_generated(value, &mut text);
+                }
+            }
+        }
+        AnswerUsage::Generated(text)
+    }
+}
+
 impl UsageTicket {
     pub fn new(spec: TicketSpec<'_>) -> Self {
         UsageTicket {
@@ -181,42 +224,17 @@ impl UsageTicket {
         if !(200..300).contains(&status) {
             return Tokens::default();
         }
-        // `choices` stays raw (borrowed, unparsed) unless there is no `usage` to read.
-        #[derive(Deserialize)]
-        struct Answer<'a> {
-            #[serde(default)]
-            usage: Option<UsageView>,
-            #[serde(default, borrow)]
-            choices: Option<&'a serde_json::value::RawValue>,
-        }
-        let answer: Option<Answer<'_>> = serde_json::from_slice(body).ok();
-        if let Some(Answer {
-            usage: Some(usage), ..
-        }) = answer
-        {
-            return Tokens {
+        match AnswerUsage::of(body) {
+            AnswerUsage::Reported(usage) => Tokens {
                 prompt: usage.prompt_tokens,
                 completion: usage.completion_tokens,
                 estimated: false,
-            };
-        }
-        let choices: Vec<serde_json::Value> = answer
-            .and_then(|a| a.choices)
-            .and_then(|raw| serde_json::from_str(raw.get()).ok())
-            .unwrap_or_default();
-        // Everything generated counts: text, refusals, reasoning, tool-call names and arguments.
-        let mut text = String::new();
-        for choice in &choices {
-            for part in ["message", "text"] {
-                if let Some(value) = choice.get(part) {
-                    push_generated(value, &mut text);
-                }
-            }
-        }
-        Tokens {
-            prompt: self.prompt_tokens(),
-            completion: tokens::count(&text),
-            estimated: true,
+            },
+            AnswerUsage::Generated(text) => Tokens {
+                prompt: self.prompt_tokens(),
+                completion: tokens::count(&text),
+                estimated: true,
+            },
         }
     }
 
@@ -283,5 +301,41 @@ impl Drop for UsageTicket {
         if self.slot.is_some() {
             self.record(500, "", Tokens::default());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generated(text: &str) -> AnswerUsage {
+        AnswerUsage::Generated(text.to_owned())
+    }
+
+    #[test]
+    fn an_answer_is_billed_by_its_usage_or_by_what_it_generated() {
+        let reported = br#"{"id":"x","choices":[{"message":{"content":"hi"}}],
+            "usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}"#;
+        assert_eq!(
+            AnswerUsage::of(reported),
+            AnswerUsage::Reported(UsageView {
+                prompt_tokens: 7,
+                completion_tokens: 3
+            })
+        );
+        let unreported = br#"{"choices":[{"message":{"content":"hello"}},{"text":" there"}]}"#;
+        assert_eq!(AnswerUsage::of(unreported), generated("hello there"));
+        let null = br#"{"choices":[{"text":"a"}],"usage":null}"#;
+        assert_eq!(AnswerUsage::of(null), generated("a"));
+        assert_eq!(AnswerUsage::of(b"not json"), generated(""));
+    }
+
+    /// An upstream's malformed `usage` does not cost the count of what it generated.
+    #[test]
+    fn a_malformed_usage_still_leaves_the_text_to_count() {
+        let malformed = br#"{"choices":[{"message":{"content":"counted"}}],"usage":"lots"}"#;
+        assert_eq!(AnswerUsage::of(malformed), generated("counted"));
+        let wrong_type = br#"{"usage":{"prompt_tokens":"7"},"choices":[{"text":"still"}]}"#;
+        assert_eq!(AnswerUsage::of(wrong_type), generated("still"));
     }
 }

@@ -98,7 +98,7 @@ pub fn push_generated(value: &serde_json::Value, out: &mut String) {
     }
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, Debug, PartialEq)]
 pub struct UsageView {
     #[serde(default)]
     pub prompt_tokens: i64,
