@@ -428,6 +428,31 @@ mod tests {
         connections.try_recv().expect("second connection");
     }
 
+    /// The upstream closes idle connections at 5 s; one idle for 4 s is never used, so that
+    /// close can never cross a request on the wire.
+    #[actix_rt::test]
+    async fn a_connection_idle_past_its_time_is_not_used() {
+        let (address, connections) = server(100);
+        let pool = Http1Pool::new(Duration::from_secs(1));
+        exchange(&pool, &address).await;
+        connections.try_recv().expect("first connection");
+        {
+            let host = pool.host(&address).expect("host");
+            let mut idle = host.idle.borrow_mut();
+            assert_eq!(idle.len(), 1);
+            idle[0].since = Instant::now()
+                .checked_sub(UPSTREAM_IDLE)
+                .expect("the clock is past 4 s");
+        }
+        assert_eq!(exchange(&pool, &address).await, format!("host: {address}"));
+        connections.try_recv().expect("a second connection");
+        assert_eq!(
+            pool.idle(&address),
+            1,
+            "the expired one was closed on the way"
+        );
+    }
+
     #[actix_rt::test]
     async fn connections_idle_past_their_time_are_swept() {
         let (address, _connections) = server(100);
