@@ -12,11 +12,17 @@ use super::{EndpointFailing, PoolShared, PoolSnapshot, SetEndpoints, UpstreamPoo
 use crate::balance;
 use crate::endpoint::Endpoint;
 
-/// The handle request handlers hold: reads are lock-free, writes go to the actor.
+/// The handle request handlers hold: reads are lock-free, writes go to the actor. A clone is
+/// one reference count: every request takes one from the registry, and cloning an actix `Addr`
+/// itself allocates.
 #[derive(Clone)]
 pub struct UpstreamPoolHandle {
-    pub(super) addr: Addr<UpstreamPool>,
-    pub(super) shared: Arc<PoolShared>,
+    inner: Arc<Handle>,
+}
+
+struct Handle {
+    addr: Addr<UpstreamPool>,
+    shared: Arc<PoolShared>,
 }
 
 /// Why a pool could not be reached.
@@ -38,13 +44,23 @@ impl From<SendError<SetEndpoints>> for PoolError {
 }
 
 impl UpstreamPoolHandle {
+    pub(super) fn new(addr: Addr<UpstreamPool>, shared: Arc<PoolShared>) -> Self {
+        UpstreamPoolHandle {
+            inner: Arc::new(Handle { addr, shared }),
+        }
+    }
+
     pub fn snapshot(&self) -> Arc<PoolSnapshot> {
-        self.shared.snapshot.load_full()
+        self.inner.shared.snapshot.load_full()
     }
 
     /// Chooses an eligible endpoint that is not in `tried`.
     pub fn pick(&self, snapshot: &PoolSnapshot, tried: &[Arc<Endpoint>]) -> Option<Arc<Endpoint>> {
-        let counter = self.shared.pick_counter.fetch_add(1, Ordering::Relaxed);
+        let counter = self
+            .inner
+            .shared
+            .pick_counter
+            .fetch_add(1, Ordering::Relaxed);
         let skip = |i: usize| tried.iter().any(|t| Arc::ptr_eq(t, &snapshot.eligible[i]));
         balance::pick(
             snapshot.settings.strategy,
@@ -58,12 +74,12 @@ impl UpstreamPoolHandle {
 
     /// Counts a request towards the retry budget.
     pub fn note_request(&self) {
-        self.shared.retry_budget.deposit();
+        self.inner.shared.retry_budget.deposit();
     }
 
     /// Takes one retry from the service's budget.
     pub fn try_retry(&self) -> bool {
-        self.shared.retry_budget.try_withdraw()
+        self.inner.shared.retry_budget.try_withdraw()
     }
 
     pub fn report_success(&self, endpoint: &Endpoint, latency: Duration) {
@@ -79,7 +95,7 @@ impl UpstreamPoolHandle {
         if threshold > 0 && streak == threshold {
             // A full mailbox only delays the ejection: the next failure crosses no threshold,
             // but active health checks still catch a dead endpoint.
-            let _ = self.addr.try_send(EndpointFailing {
+            let _ = self.inner.addr.try_send(EndpointFailing {
                 address: endpoint.address.clone(),
             });
         }
@@ -87,12 +103,13 @@ impl UpstreamPoolHandle {
 
     /// Replaces the endpoint set (from discovery).
     pub fn set_endpoints(&self, update: SetEndpoints) -> Result<(), PoolError> {
-        self.addr.try_send(update).map_err(PoolError::from)
+        self.inner.addr.try_send(update).map_err(PoolError::from)
     }
 
     /// A detailed view for operators and tests.
     pub async fn state(&self) -> Result<PoolState, PoolError> {
-        self.addr
+        self.inner
+            .addr
             .send(GetPoolState)
             .await
             .map_err(|error| match error {

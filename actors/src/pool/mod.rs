@@ -112,7 +112,7 @@ impl UpstreamPool {
             probe,
         };
         let addr = pool.start();
-        UpstreamPoolHandle { addr, shared }
+        UpstreamPoolHandle::new(addr, shared)
     }
 
     fn now() -> Instant {
