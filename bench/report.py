@@ -212,7 +212,7 @@ def budgets(data, levels):
     line(
         f"full gateway added p50 at c={low} <= nginx added p50 + 100 us",
         g_add <= n_add + 100,
-        f"+{g_add:.0f} us vs nginx +{n_add:.0f} us (limit +{n_add + 100:.0f} us)",
+        f"{signed(g_add)} us vs nginx {signed(n_add)} us (limit {signed(n_add + 100)} us)",
     )
     g99, n99 = full[top]["latency_us"]["p99"], nginx[top]["latency_us"]["p99"]
     line(
@@ -224,7 +224,7 @@ def budgets(data, levels):
     line(
         "streaming TTFB overhead (full gateway) <= 1 ms at p99",
         stream is not None and stream["p99"] <= 1000,
-        "no data" if stream is None else f"+{stream['p99']:.0f} us at p99",
+        "no data" if stream is None else f"{signed(stream['p99'])} us at p99",
     )
     open_streams = data["open_streams"]
     peak_mb = open_streams["gateway"]["peak_rss_kb"] / 1024
