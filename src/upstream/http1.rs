@@ -204,7 +204,7 @@ impl Http1Pool {
         });
     }
 
-    /// Idle connections to `address` (for tests and the operators' view).
+    /// Idle connections to `address`.
     #[cfg(test)]
     fn idle(&self, address: &str) -> usize {
         self.inner
