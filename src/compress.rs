@@ -31,7 +31,8 @@ use pin_project_lite::pin_project;
 /// a kilobyte gzip saves less than a packet and costs a compressor's set-up.
 pub const MIN_LENGTH: u64 = 1024;
 
-/// The codings offered, in the order a tie is broken.
+/// The codings offered. Negotiation treats them as a set: the client's q-values decide, and
+/// ties go by actix-web's own ranking of codings (gzip before deflate), not by this order.
 static SUPPORTED: [Encoding; 3] = [Encoding::gzip(), Encoding::deflate(), Encoding::identity()];
 
 /// The middleware factory (`App::wrap`).
