@@ -7,7 +7,6 @@
 use std::any::Any;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::rc::Rc;
 use std::time::Duration;
 
 use actix_service::{Service, ServiceExt};
@@ -68,7 +67,7 @@ pub struct UpstreamClients {
     clients: RefCell<HashMap<Duration, awc::Client>>,
     /// Searched in order on every proxied request: there is one entry per connect timeout
     /// (usually one in all), so a scan beats hashing the key.
-    http: RefCell<Vec<(Duration, Rc<Http1Pool>)>>,
+    http: RefCell<Vec<(Duration, Http1Pool)>>,
     /// `None` when protocol conversion is off: gRPC endpoints are then refused.
     grpc: Option<GrpcChannels>,
 }
@@ -94,13 +93,13 @@ impl UpstreamClients {
     }
 
     /// The connection pool for proxied requests.
-    pub fn http(&self, connect_timeout: Duration) -> Rc<Http1Pool> {
+    pub fn http(&self, connect_timeout: Duration) -> Http1Pool {
         let mut pools = self.http.borrow_mut();
         if let Some((_, pool)) = pools.iter().find(|(t, _)| *t == connect_timeout) {
-            return Rc::clone(pool);
+            return pool.clone();
         }
-        let pool = Rc::new(Http1Pool::new(connect_timeout));
-        pools.push((connect_timeout, Rc::clone(&pool)));
+        let pool = Http1Pool::new(connect_timeout);
+        pools.push((connect_timeout, pool.clone()));
         pool
     }
 

@@ -38,7 +38,9 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 type Sender = SendRequest<Full<Bytes>>;
 
-/// One worker's connections for proxied requests, by endpoint (`host:port`).
+/// One worker's connections for proxied requests, by endpoint (`host:port`). A clone is the
+/// same pool (one reference count).
+#[derive(Clone)]
 pub struct Http1Pool {
     inner: Rc<Inner>,
 }
